@@ -1,0 +1,163 @@
+//! Stored ACL policies, with the built-in `root` and `default` policies.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::policy::{self, Policy};
+use super::{Acl, Error};
+use crate::storage::Storage;
+
+/// Every token gets this unless created with `no_default_policy`: what any
+/// Vault client needs to check and keep its own token and leases alive.
+pub const DEFAULT_POLICY: &str = r#"# Allow tokens to look up their own properties
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+
+# Allow tokens to renew and revoke themselves
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+path "auth/token/revoke-self" {
+  capabilities = ["update"]
+}
+
+# Allow a token to look up its own capabilities on a path
+path "sys/capabilities-self" {
+  capabilities = ["update"]
+}
+
+# Allow a token to renew and look up leases it holds
+path "sys/leases/renew" {
+  capabilities = ["update"]
+}
+path "sys/leases/lookup" {
+  capabilities = ["update"]
+}
+path "sys/renew" {
+  capabilities = ["update"]
+}
+"#;
+
+#[derive(Serialize, Deserialize)]
+struct StoredPolicy {
+    name: String,
+    text: String,
+}
+
+fn key(name: &str) -> String {
+    format!("sys/policy/{name}")
+}
+
+/// Policies by name, parsed once and cached.
+#[derive(Clone)]
+pub struct PolicyStore {
+    storage: Storage,
+    cache: Arc<RwLock<HashMap<String, Arc<Policy>>>>,
+}
+
+impl PolicyStore {
+    pub fn new(storage: Storage) -> PolicyStore {
+        PolicyStore {
+            storage,
+            cache: Arc::default(),
+        }
+    }
+
+    /// Writes the default policy on first start.
+    pub async fn bootstrap(&self) -> Result<(), Error> {
+        if self.get("default").await?.is_none() {
+            self.put("default", DEFAULT_POLICY).await?;
+        }
+        Ok(())
+    }
+
+    /// Checks a policy name, returning its normalised (lowercase) form.
+    pub fn check_name(name: &str) -> Result<String, Error> {
+        let name = policy::normalize_name(name);
+        if name.is_empty() {
+            return Err(Error::EmptyPolicyName);
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            || name.len() > 128
+        {
+            return Err(Error::InvalidPolicyName { name });
+        }
+        Ok(name)
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<Arc<Policy>>, Error> {
+        let name = policy::normalize_name(name);
+        if let Some(p) = self.cache.read().expect("policy cache").get(&name) {
+            return Ok(Some(Arc::clone(p)));
+        }
+        let Some(stored) = self.storage.get_json::<StoredPolicy>(&key(&name)).await? else {
+            return Ok(None);
+        };
+        let parsed = Arc::new(policy::parse(&stored.name, &stored.text)?);
+        self.cache
+            .write()
+            .expect("policy cache")
+            .insert(name, Arc::clone(&parsed));
+        Ok(Some(parsed))
+    }
+
+    /// Validates and stores a policy; `root` cannot be written.
+    pub async fn put(&self, name: &str, text: &str) -> Result<(), Error> {
+        let name = Self::check_name(name)?;
+        if name == "root" {
+            return Err(Error::CannotUpdateRoot);
+        }
+        let parsed = Arc::new(policy::parse(&name, text)?);
+        self.storage
+            .put_json(
+                &key(&name),
+                &StoredPolicy {
+                    name: name.clone(),
+                    text: text.to_string(),
+                },
+            )
+            .await?;
+        self.cache
+            .write()
+            .expect("policy cache")
+            .insert(name, parsed);
+        Ok(())
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), Error> {
+        let name = policy::normalize_name(name);
+        match name.as_str() {
+            "root" => return Err(Error::CannotDeleteRoot),
+            "default" => return Err(Error::CannotDeleteDefault),
+            _ => {}
+        }
+        self.storage.delete(&key(&name)).await?;
+        self.cache.write().expect("policy cache").remove(&name);
+        Ok(())
+    }
+
+    /// Stored policy names, sorted (without `root`).
+    pub async fn list(&self) -> Result<Vec<String>, Error> {
+        Ok(self.storage.list("sys/policy/").await?)
+    }
+
+    /// The ACL for a token's policies; `root` grants everything. Unknown
+    /// policy names are skipped, as in Vault (a policy may be written later).
+    pub async fn acl(&self, names: &[String]) -> Result<Acl, Error> {
+        if names.iter().any(|n| n == "root") {
+            return Ok(Acl::root());
+        }
+        let mut policies = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(p) = self.get(name).await? {
+                policies.push((*p).clone());
+            }
+        }
+        Ok(Acl::new(&policies))
+    }
+}

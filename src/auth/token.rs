@@ -1,0 +1,336 @@
+//! Service tokens: creation, lookup, renewal, revocation.
+//!
+//! A token is stored under `auth/token/id/<sha256(token)>`, so the storage
+//! never holds a usable token. Tokens carry ~190 random bits, which is why a
+//! plain (unsalted) hash is enough. An accessor index and a parent index let
+//! a token be found without its value and revoke its children with it.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use ring::digest;
+use serde::{Deserialize, Serialize};
+
+use super::Error;
+use crate::random;
+use crate::storage::{Op, Storage};
+
+/// Vault's system maximum TTL (768h), the default and cap for tokens.
+pub const SYSTEM_MAX_TTL: u64 = 768 * 3600;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenEntry {
+    pub id_hash: String,
+    pub accessor: String,
+    pub policies: Vec<String>,
+    pub meta: Option<BTreeMap<String, String>>,
+    pub display_name: String,
+    /// Uses left; 0 = unlimited.
+    pub num_uses: i64,
+    pub creation_time: i64,
+    pub creation_ttl: u64,
+    /// Unix seconds; `None` never expires (root).
+    pub expire_time: Option<i64>,
+    pub explicit_max_ttl: u64,
+    pub period: u64,
+    pub renewable: bool,
+    pub orphan: bool,
+    pub parent_hash: Option<String>,
+    pub path: String,
+    pub last_renewal: Option<i64>,
+}
+
+impl TokenEntry {
+    pub fn is_root(&self) -> bool {
+        self.policies.iter().any(|p| p == "root")
+    }
+
+    pub fn is_expired(&self, now: i64) -> bool {
+        matches!(self.expire_time, Some(t) if t <= now)
+    }
+
+    /// Seconds left, clamped at zero (Vault clients parse it as unsigned).
+    pub fn ttl(&self, now: i64) -> u64 {
+        self.expire_time
+            .map(|t| u64::try_from(t - now).unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+/// What `auth/token/create` asks for, after field parsing.
+#[derive(Debug, Clone, Default)]
+pub struct NewToken {
+    pub id: Option<String>,
+    pub policies: Vec<String>,
+    pub meta: Option<BTreeMap<String, String>>,
+    pub display_name: String,
+    pub num_uses: i64,
+    pub ttl: Option<u64>,
+    pub explicit_max_ttl: u64,
+    pub period: u64,
+    pub renewable: bool,
+    pub no_parent: bool,
+    pub no_default_policy: bool,
+}
+
+pub fn hash(token: &str) -> String {
+    let d = digest::digest(&digest::SHA256, token.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn id_key(hash: &str) -> String {
+    format!("auth/token/id/{hash}")
+}
+fn accessor_key(accessor: &str) -> String {
+    format!("auth/token/accessor/{accessor}")
+}
+fn child_key(parent: &str, child: &str) -> String {
+    format!("auth/token/parent/{parent}/{child}")
+}
+
+#[derive(Clone)]
+pub struct TokenStore {
+    storage: Storage,
+}
+
+impl TokenStore {
+    pub fn new(storage: Storage) -> TokenStore {
+        TokenStore { storage }
+    }
+
+    /// Creates the root token at initialisation (`id` lets dev mode fix it).
+    pub async fn create_root(&self, id: Option<String>) -> Result<String, Error> {
+        let request = NewToken {
+            id,
+            policies: vec!["root".into()],
+            display_name: "root".into(),
+            no_default_policy: true,
+            no_parent: true,
+            ..NewToken::default()
+        };
+        let (token, _) = self.create(None, request).await?;
+        Ok(token)
+    }
+
+    /// Creates a token as a child of `parent` (or an orphan when `parent` is
+    /// `None` or `no_parent` is asked by a root token).
+    pub async fn create(
+        &self,
+        parent: Option<&TokenEntry>,
+        request: NewToken,
+    ) -> Result<(String, TokenEntry), Error> {
+        let now = Utc::now().timestamp();
+        let parent_is_root = parent.map(TokenEntry::is_root).unwrap_or(true);
+        let mut policies: Vec<String> = request
+            .policies
+            .iter()
+            .map(|p| super::policy::normalize_name(p))
+            .filter(|p| !p.is_empty())
+            .collect();
+        if policies.is_empty() {
+            if let Some(parent) = parent {
+                policies = parent.policies.clone();
+            }
+        }
+        if !request.no_default_policy && !policies.iter().any(|p| p == "default" || p == "root") {
+            policies.push("default".into());
+        }
+        policies.sort();
+        policies.dedup();
+        if policies.iter().any(|p| p == "root") && !parent_is_root {
+            return Err(Error::RootPolicyNeedsRoot);
+        }
+        if let Some(parent) = parent.filter(|p| !p.is_root()) {
+            let extra: Vec<&String> = policies
+                .iter()
+                .filter(|p| *p != "default" && !parent.policies.contains(p))
+                .collect();
+            if !extra.is_empty() {
+                return Err(Error::PoliciesNotSubset {
+                    requested: policies.join(", "),
+                    allowed: parent.policies.join(", "),
+                });
+            }
+        }
+        if request.num_uses < 0 {
+            return Err(Error::NegativeUses);
+        }
+        let token = match request.id {
+            Some(id) => {
+                if id.len() < 8 || id.chars().any(char::is_whitespace) {
+                    return Err(Error::BadTokenId);
+                }
+                id
+            }
+            None => format!("pgs.{}", random::alphanumeric(32)),
+        };
+        let id_hash = hash(&token);
+        if self.storage.get(&id_key(&id_hash)).await?.is_some() {
+            return Err(Error::TokenIdInUse);
+        }
+        let is_root = policies.iter().any(|p| p == "root");
+        let ttl = if request.period > 0 {
+            request.period
+        } else {
+            request.ttl.filter(|t| *t > 0).unwrap_or(SYSTEM_MAX_TTL)
+        };
+        let max = if request.explicit_max_ttl > 0 {
+            request.explicit_max_ttl.min(SYSTEM_MAX_TTL)
+        } else {
+            SYSTEM_MAX_TTL
+        };
+        let ttl = ttl.min(max);
+        // Root tokens without an explicit TTL never expire, as in Vault.
+        let expires = !(is_root && request.ttl.unwrap_or(0) == 0 && request.explicit_max_ttl == 0);
+        let orphan = parent.is_none() || request.no_parent;
+        let entry = TokenEntry {
+            id_hash: id_hash.clone(),
+            accessor: random::alphanumeric(24),
+            policies,
+            meta: request.meta,
+            display_name: if request.display_name.is_empty() {
+                "token".into()
+            } else {
+                format!("token-{}", request.display_name)
+            },
+            num_uses: request.num_uses,
+            creation_time: now,
+            creation_ttl: if expires { ttl } else { 0 },
+            expire_time: expires.then(|| now + ttl as i64),
+            explicit_max_ttl: request.explicit_max_ttl,
+            period: request.period,
+            renewable: request.renewable && expires,
+            orphan,
+            parent_hash: if orphan {
+                None
+            } else {
+                parent.map(|p| p.id_hash.clone())
+            },
+            path: "auth/token/create".into(),
+            last_renewal: None,
+        };
+        let mut ops = vec![
+            Op::Put {
+                key: id_key(&id_hash),
+                value: serde_json::to_vec(&entry).expect("token entry serialises"),
+            },
+            Op::Put {
+                key: accessor_key(&entry.accessor),
+                value: id_hash.clone().into_bytes(),
+            },
+        ];
+        if let Some(parent_hash) = &entry.parent_hash {
+            ops.push(Op::Put {
+                key: child_key(parent_hash, &id_hash),
+                value: Vec::new(),
+            });
+        }
+        self.storage.apply(ops).await?;
+        Ok((token, entry))
+    }
+
+    /// The live entry of a token value; expired tokens are revoked on sight.
+    pub async fn lookup(&self, token: &str) -> Result<Option<TokenEntry>, Error> {
+        self.lookup_hash(&hash(token)).await
+    }
+
+    pub async fn lookup_hash(&self, id_hash: &str) -> Result<Option<TokenEntry>, Error> {
+        let Some(entry) = self
+            .storage
+            .get_json::<TokenEntry>(&id_key(id_hash))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if entry.is_expired(Utc::now().timestamp()) {
+            self.revoke(&entry).await?;
+            return Ok(None);
+        }
+        Ok(Some(entry))
+    }
+
+    pub async fn lookup_accessor(&self, accessor: &str) -> Result<Option<TokenEntry>, Error> {
+        match self.storage.get(&accessor_key(accessor)).await? {
+            Some(hash) => self.lookup_hash(&String::from_utf8_lossy(&hash)).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Counts one use of a limited-use token before its request runs.
+    /// Returns true when this is the last use: the caller revokes the token
+    /// once the request is done ([`TokenStore::revoke`]).
+    pub async fn record_use(&self, entry: &TokenEntry) -> Result<bool, Error> {
+        if entry.num_uses <= 0 {
+            return Ok(false);
+        }
+        if entry.num_uses == 1 {
+            return Ok(true);
+        }
+        let mut updated = entry.clone();
+        updated.num_uses -= 1;
+        self.storage
+            .put_json(&id_key(&entry.id_hash), &updated)
+            .await?;
+        Ok(false)
+    }
+
+    /// Extends a token from now by `increment` (or its original TTL), capped by
+    /// its maximum from creation time, as Vault computes lease TTLs.
+    pub async fn renew(&self, entry: &TokenEntry, increment: u64) -> Result<TokenEntry, Error> {
+        if !entry.renewable || entry.expire_time.is_none() {
+            return Err(Error::NotRenewable);
+        }
+        let now = Utc::now().timestamp();
+        let wanted = if entry.period > 0 {
+            entry.period
+        } else if increment > 0 {
+            increment
+        } else {
+            entry.creation_ttl
+        };
+        let max = if entry.explicit_max_ttl > 0 {
+            entry.explicit_max_ttl.min(SYSTEM_MAX_TTL)
+        } else {
+            SYSTEM_MAX_TTL
+        };
+        let hard_end = entry.creation_time + max as i64;
+        let mut updated = entry.clone();
+        updated.expire_time = Some((now + wanted as i64).min(hard_end));
+        updated.last_renewal = Some(now);
+        self.storage
+            .put_json(&id_key(&entry.id_hash), &updated)
+            .await?;
+        Ok(updated)
+    }
+
+    /// Revokes a token and, unless they are orphans, its children.
+    pub async fn revoke(&self, entry: &TokenEntry) -> Result<(), Error> {
+        let mut pending = vec![entry.clone()];
+        while let Some(token) = pending.pop() {
+            let prefix = format!("auth/token/parent/{}/", token.id_hash);
+            for child in self.storage.list(&prefix).await? {
+                if let Some(child_entry) =
+                    self.storage.get_json::<TokenEntry>(&id_key(&child)).await?
+                {
+                    pending.push(child_entry);
+                }
+                self.storage.delete(&format!("{prefix}{child}")).await?;
+            }
+            let mut ops = vec![
+                Op::Delete {
+                    key: id_key(&token.id_hash),
+                },
+                Op::Delete {
+                    key: accessor_key(&token.accessor),
+                },
+            ];
+            if let Some(parent) = &token.parent_hash {
+                ops.push(Op::Delete {
+                    key: child_key(parent, &token.id_hash),
+                });
+            }
+            self.storage.apply(ops).await?;
+        }
+        Ok(())
+    }
+}

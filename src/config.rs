@@ -1,0 +1,234 @@
+//! Server configuration: a TOML file (see `config/*.toml`) plus the dev
+//! defaults, validated into [`Config`] before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// Where the encrypted storage lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageConfig {
+    /// Lost on exit: tests and `--dev`.
+    InMem,
+    /// The embedded default: one SQLite file.
+    Sqlite { path: PathBuf },
+}
+
+/// Where the unseal key (the key that opens the storage keyring) comes from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SealConfig {
+    /// A file holding the base64 key, created by `operator init` (mode 0600).
+    pub key_file: Option<PathBuf>,
+    /// An environment variable holding the base64 key; wins over the file.
+    pub key_env: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub address: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub max_request_size: usize,
+    pub storage: StorageConfig,
+    pub seal: SealConfig,
+    pub log_format: LogFormat,
+}
+
+/// Vault's default request size limit.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listener: Option<FileListener>,
+    storage: FileStorage,
+    seal: Option<FileSeal>,
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileListener {
+    address: Option<String>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    max_request_size: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStorage {
+    backend: String,
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSeal {
+    key_file: Option<PathBuf>,
+    key_env: Option<String>,
+}
+
+impl Config {
+    /// The zero-setup dev configuration.
+    pub fn dev(address: SocketAddr) -> Config {
+        Config {
+            address,
+            tls: None,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            storage: StorageConfig::InMem,
+            seal: SealConfig::default(),
+            log_format: LogFormat::Human,
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates a config file's text; relative paths in it are
+    /// resolved against the file's directory.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let listener = file.listener.unwrap_or(FileListener {
+            address: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_request_size: None,
+        });
+        let address_text = listener.address.unwrap_or_else(|| "127.0.0.1:8200".into());
+        let address: SocketAddr = address_text.parse().map_err(|_| {
+            Error::Invalid(format!(
+                "listener.address {address_text:?} is not an IP:port address"
+            ))
+        })?;
+        let tls = match (listener.tls_cert_file, listener.tls_key_file) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert_file: resolve(cert),
+                key_file: resolve(key),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Invalid(
+                    "listener.tls_cert_file and listener.tls_key_file go together".into(),
+                ))
+            }
+        };
+        let max_request_size = listener
+            .max_request_size
+            .unwrap_or(DEFAULT_MAX_REQUEST_SIZE);
+        if max_request_size == 0 {
+            return Err(Error::Invalid(
+                "listener.max_request_size must be positive".into(),
+            ));
+        }
+        let storage = match file.storage.backend.as_str() {
+            "inmem" => StorageConfig::InMem,
+            "sqlite" => StorageConfig::Sqlite {
+                path: resolve(file.storage.path.ok_or_else(|| {
+                    Error::Invalid("storage.path is required for the sqlite backend".into())
+                })?),
+            },
+            other => {
+                return Err(Error::Invalid(format!(
+                    "storage.backend {other:?} is unknown: use \"sqlite\" or \"inmem\""
+                )))
+            }
+        };
+        let seal = match file.seal {
+            Some(s) => SealConfig {
+                key_file: s.key_file.map(resolve),
+                key_env: s.key_env,
+            },
+            None => SealConfig::default(),
+        };
+        if storage != StorageConfig::InMem && seal.key_file.is_none() && seal.key_env.is_none() {
+            return Err(Error::Invalid(
+                "[seal] needs key_file or key_env to keep the storage key".into(),
+            ));
+        }
+        Ok(Config {
+            address,
+            tls,
+            max_request_size,
+            storage,
+            seal,
+            log_format: file.log_format.unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_configs_parse() {
+        for name in ["pgsecrets.toml", "dev.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("config")
+                .join(name);
+            Config::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let p = Path::new("/etc/x.toml");
+        let e = Config::parse("[storage]\nbackend = \"mysql\"", p).unwrap_err();
+        assert!(e.to_string().contains("\"mysql\" is unknown"), "{e}");
+        let e = Config::parse("[storage]\nbackend = \"sqlite\"", p).unwrap_err();
+        assert!(e.to_string().contains("storage.path"), "{e}");
+        let e = Config::parse("[storage]\nbackend = \"sqlite\"\npath=\"a.db\"", p).unwrap_err();
+        assert!(e.to_string().contains("key_file"), "{e}");
+        let e = Config::parse("bogus = 1\n[storage]\nbackend = \"inmem\"", p).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let c = Config::parse(
+            "[storage]\nbackend = \"sqlite\"\npath=\"a.db\"\n[seal]\nkey_file=\"k\"",
+            p,
+        )
+        .unwrap();
+        assert_eq!(
+            c.storage,
+            StorageConfig::Sqlite {
+                path: "/etc/a.db".into()
+            }
+        );
+    }
+}

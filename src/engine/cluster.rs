@@ -1,0 +1,510 @@
+//! `cluster/` routes: register, update, read, disable and list clusters.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::records::{keys, now, ClusterRecord, State};
+use super::{names, rotation, Engine, Error};
+use crate::logical::{handler, Field, FieldData, Operation, Request, Response, Route};
+use crate::postgres::{self, SslMode};
+use crate::Error as AnyError;
+
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+    vec![
+        Route::new("cluster/?", "List registered clusters.", LIST_HELP).op(
+            Operation::List,
+            "List every registered cluster with its state.",
+            handler(engine, list_clusters),
+        ),
+        Route::new(
+            "cluster/{cluster}/?",
+            "Register, read or disable a cluster.",
+            CLUSTER_HELP,
+        )
+        .field(Field::name("cluster", "Name of the cluster."))
+        .field(Field::string(
+            "host",
+            "Host name of the cluster's writer node.",
+        ))
+        .field(Field::int("port", "Port of the cluster.").default(json!(5432)))
+        .field(
+            Field::string("database", "Database to connect to for administration.")
+                .default(json!("postgres")),
+        )
+        .field(Field::string(
+            "username",
+            "Root user: a superuser or a role with CREATEROLE.",
+        ))
+        .field(
+            Field::string(
+                "password",
+                "Root password; rotated at registration so it stops working.",
+            )
+            .sensitive(),
+        )
+        .field(
+            Field::string(
+                "ssl_mode",
+                "TLS mode as in libpq: disable, require, verify-ca or verify-full.",
+            )
+            .default(json!("verify-full")),
+        )
+        .field(Field::string(
+            "ssl_root_cert",
+            "PEM CA certificate(s) to verify the server with (default: the system's trust roots).",
+        ))
+        .field(
+            Field::int(
+                "max_open_connections",
+                "Largest number of connections per pool.",
+            )
+            .default(json!(4)),
+        )
+        .field(
+            Field::int("max_idle_connections", "Idle connections kept per pool.").default(json!(2)),
+        )
+        .field(
+            Field::duration(
+                "max_connection_lifetime",
+                "Longest a connection is reused (0 = no limit).",
+            )
+            .default(json!(0)),
+        )
+        .existence(handler(engine, exists))
+        .op(
+            Operation::Write,
+            "Register a new cluster or update an existing one.",
+            handler(engine, write_cluster),
+        )
+        .op(
+            Operation::Read,
+            "Read a cluster's configuration (passwords need sudo).",
+            handler(engine, read_cluster),
+        )
+        .op(
+            Operation::Delete,
+            "Disable a cluster, keeping its configuration.",
+            handler(engine, disable_cluster),
+        )
+        .op(
+            Operation::List,
+            "List the cluster's databases with their state.",
+            handler(engine, list_databases),
+        ),
+    ]
+}
+
+async fn exists(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    Ok(match engine.load_cluster(&req.capture("cluster")).await? {
+        Some(_) => Response::json(json!({"exists": true})),
+        None => Response::empty(),
+    })
+}
+
+/// Connection settings from a request, checked.
+pub struct Settings {
+    pub host: Option<String>,
+    pub port: u16,
+    pub database: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ssl_mode: SslMode,
+    pub ssl_root_cert: Option<String>,
+    pub max_open_connections: u32,
+    pub max_idle_connections: u32,
+    pub max_connection_lifetime: u64,
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+pub fn check_host(host: &str) -> Result<(), Error> {
+    if host.is_empty()
+        || host.len() > 253
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '@'))
+    {
+        return Err(invalid(
+            "host",
+            format!("{host:?} is not a host name or IP address"),
+        ));
+    }
+    Ok(())
+}
+
+impl Settings {
+    pub fn parse(fields: &FieldData) -> Result<Settings, Error> {
+        let host = fields.str("host").filter(|h| !h.is_empty());
+        if let Some(host) = &host {
+            check_host(host)?;
+        }
+        let port = fields.int("port").unwrap_or(5432);
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| invalid("port", format!("{port} is not a TCP port (1-65535)")))?;
+        let database = fields.str("database").unwrap_or_else(|| "postgres".into());
+        names::check_identifier("database", &database)?;
+        let username = fields.str("username").filter(|u| !u.is_empty());
+        if let Some(u) = &username {
+            if u.len() > names::MAX_IDENTIFIER || u.chars().any(|c| c.is_control()) {
+                return Err(invalid(
+                    "username",
+                    "at most 63 bytes, no control characters",
+                ));
+            }
+        }
+        let mode_text = fields
+            .str("ssl_mode")
+            .unwrap_or_else(|| "verify-full".into());
+        let ssl_mode = SslMode::parse(&mode_text).ok_or_else(|| {
+            invalid(
+                "ssl_mode",
+                format!("{mode_text:?} is not one of disable, require, verify-ca, verify-full"),
+            )
+        })?;
+        let ssl_root_cert = fields.str("ssl_root_cert").filter(|c| !c.is_empty());
+        if let Some(pem) = &ssl_root_cert {
+            postgres::tls::client_config(SslMode::VerifyFull, Some(pem))
+                .map_err(|e| invalid("ssl_root_cert", e.to_string()))?;
+        }
+        let max_open = fields.int("max_open_connections").unwrap_or(4);
+        if !(1..=1000).contains(&max_open) {
+            return Err(invalid("max_open_connections", "must be from 1 to 1000"));
+        }
+        let max_idle = fields.int("max_idle_connections").unwrap_or(2);
+        if max_idle < 0 || max_idle > max_open {
+            return Err(invalid(
+                "max_idle_connections",
+                "must be from 0 to max_open_connections",
+            ));
+        }
+        Ok(Settings {
+            host,
+            port,
+            database,
+            username,
+            password: fields.str("password").filter(|p| !p.is_empty()),
+            ssl_mode,
+            ssl_root_cert,
+            max_open_connections: max_open as u32,
+            max_idle_connections: max_idle as u32,
+            max_connection_lifetime: fields.duration("max_connection_lifetime").unwrap_or(0),
+        })
+    }
+
+    /// Copies the tunable settings onto a record.
+    fn apply_to(&self, record: &mut ClusterRecord) {
+        record.database = self.database.clone();
+        record.ssl_mode = self.ssl_mode;
+        record.ssl_root_cert = self.ssl_root_cert.clone();
+        record.max_open_connections = self.max_open_connections;
+        record.max_idle_connections = self.max_idle_connections;
+        record.max_connection_lifetime = self.max_connection_lifetime;
+    }
+}
+
+/// Checks that `user` may create roles (and reports whether it may create
+/// databases), on an open root connection.
+pub async fn check_root_privileges(
+    client: &tokio_postgres::Client,
+    user: &str,
+) -> Result<bool, Error> {
+    let row = client
+        .query_one(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
+    let (superuser, createrole, createdb): (bool, bool, bool) =
+        (row.get(0), row.get(1), row.get(2));
+    if !(superuser || createrole) {
+        return Err(Error::RootCannotCreateRoles { user: user.into() });
+    }
+    Ok(superuser || createdb)
+}
+
+/// Maps a root login failure to what the operator must fix.
+pub fn root_login_error(record: &ClusterRecord, e: postgres::Error) -> Error {
+    match e {
+        postgres::Error::AuthFailed { user } => Error::RootCredentialsRejected {
+            host: record.host.clone(),
+            port: record.port,
+            user,
+        },
+        other => Error::from_pg(other),
+    }
+}
+
+async fn write_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    let name = req.capture("cluster");
+    names::check_identifier("cluster", &name)?;
+    let settings = Settings::parse(&req.fields)?;
+    let lock = engine.lock_for(&name);
+    let _guard = lock.lock().await;
+    let existing = match engine.load_cluster(&name).await? {
+        Some(r) if r.pending.is_some() => rotation::resolve(&engine, r).await?,
+        other => other,
+    };
+    match existing {
+        None => register(&engine, &name, settings).await,
+        Some(record) => update(&engine, record, settings).await,
+    }
+}
+
+async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Response, AnyError> {
+    let host = settings
+        .host
+        .clone()
+        .ok_or(Error::MissingField { field: "host" })?;
+    let username = settings
+        .username
+        .clone()
+        .ok_or(Error::MissingField { field: "username" })?;
+    let password = settings
+        .password
+        .clone()
+        .ok_or(Error::MissingField { field: "password" })?;
+    let stamp = now();
+    let mut record = ClusterRecord {
+        name: name.to_string(),
+        host,
+        port: settings.port,
+        database: settings.database.clone(),
+        username: username.clone(),
+        password,
+        password_history: Vec::new(),
+        management_role: String::new(),
+        management_password: String::new(),
+        ssl_mode: settings.ssl_mode,
+        ssl_root_cert: None,
+        max_open_connections: 0,
+        max_idle_connections: 0,
+        max_connection_lifetime: 0,
+        state: State::Registering,
+        generation: 0,
+        pending: None,
+        created_at: stamp.clone(),
+        updated_at: stamp,
+        disabled_at: None,
+    };
+    settings.apply_to(&mut record);
+    let client = rotation::connect_root(&record, &record.password)
+        .await
+        .map_err(|e| root_login_error(&record, e))?;
+    check_root_privileges(&client, &username).await?;
+    drop(client);
+    let pending = rotation::plan(&record, true);
+    let record = rotation::apply(engine, record, pending).await?;
+    Ok(Response::json(json!({
+        "name": record.name,
+        "management_role": record.management_role,
+        "state": record.state.as_str(),
+    }))
+    .with_warning(format!(
+        "the password of {:?} was rotated: the one you supplied no longer works; pgsecrets keeps the new one (read it with sudo)",
+        record.username
+    )))
+}
+
+async fn update(
+    engine: &Engine,
+    mut record: ClusterRecord,
+    settings: Settings,
+) -> Result<Response, AnyError> {
+    if let Some(host) = &settings.host {
+        if *host != record.host || settings.port != record.port {
+            return Err(Error::ClusterNameTaken {
+                name: record.name.clone(),
+                host: record.host.clone(),
+                port: record.port,
+            }
+            .into());
+        }
+    }
+    let mut warnings = Vec::new();
+    if settings
+        .username
+        .as_ref()
+        .is_some_and(|u| *u != record.username)
+    {
+        warnings.push(
+            "username was ignored: the root user of a registered cluster cannot change".to_string(),
+        );
+    }
+    if settings.password.is_some() {
+        warnings.push(
+            "password was ignored: pgsecrets manages it; use rotate-root to change it".to_string(),
+        );
+    }
+    let mut candidate = record.clone();
+    settings.apply_to(&mut candidate);
+    // New settings (TLS mode, database) must work before they are kept;
+    // a disabled cluster comes back only if its stored credentials still work.
+    let client = rotation::connect_root(&candidate, &candidate.password)
+        .await
+        .map_err(|e| match (&record.state, e) {
+            (State::Disabled, postgres::Error::AuthFailed { .. }) => {
+                Error::StoredCredentialsRejected {
+                    name: record.name.clone(),
+                }
+            }
+            (_, e) => root_login_error(&record, e),
+        })?;
+    drop(client);
+    let reactivated = record.state == State::Disabled;
+    settings.apply_to(&mut record);
+    record.state = State::Active;
+    record.disabled_at = None;
+    record.generation += 1;
+    record.updated_at = now();
+    engine.save_cluster(&record).await?;
+    engine.pools.trim_idle(&record);
+    let mut response = Response::json(json!({
+        "name": record.name,
+        "management_role": record.management_role,
+        "state": record.state.as_str(),
+    }));
+    if reactivated {
+        warnings.push("the cluster was disabled and is active again; its databases stay disabled until written again".into());
+    }
+    response.warnings = warnings;
+    Ok(response)
+}
+
+/// The JSON form of a cluster; passwords only for callers with sudo.
+pub fn cluster_json(record: &ClusterRecord, with_passwords: bool) -> Map<String, Value> {
+    let mut data = json!({
+        "name": record.name,
+        "host": record.host,
+        "port": record.port,
+        "database": record.database,
+        "username": record.username,
+        "management_role": record.management_role,
+        "ssl_mode": record.ssl_mode.as_str(),
+        "ssl_root_cert": record.ssl_root_cert,
+        "max_open_connections": record.max_open_connections,
+        "max_idle_connections": record.max_idle_connections,
+        "max_connection_lifetime": record.max_connection_lifetime,
+        "state": record.state.as_str(),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "disabled_at": record.disabled_at,
+    });
+    if with_passwords {
+        data["password"] = json!(record.password);
+        data["management_password"] = json!(record.management_password);
+    }
+    match data {
+        Value::Object(map) => map,
+        _ => unreachable!("json! object"),
+    }
+}
+
+async fn read_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    let name = req.capture("cluster");
+    let record = match engine.load_cluster(&name).await? {
+        Some(r) if r.pending.is_some() => {
+            let lock = engine.lock_for(&name);
+            let _guard = lock.lock().await;
+            rotation::resolve(&engine, r).await?
+        }
+        other => other,
+    };
+    Ok(match record.filter(|r| r.state != State::Registering) {
+        Some(record) => Response::data(cluster_json(&record, req.caller.sudo)),
+        None => Response::empty(),
+    })
+}
+
+async fn disable_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    let name = req.capture("cluster");
+    let lock = engine.lock_for(&name);
+    let _guard = lock.lock().await;
+    let mut record = engine
+        .load_cluster(&name)
+        .await?
+        .filter(|r| r.state != State::Registering)
+        .ok_or_else(|| Error::ClusterNotFound { name: name.clone() })?;
+    if record.state == State::Disabled {
+        return Ok(Response::empty());
+    }
+    let stamp = now();
+    // Databases first: a crash in between leaves the cluster active with
+    // disabled databases, which refuses credentials just the same.
+    for db_name in engine
+        .storage
+        .list(&keys::databases(&engine.prefix, &name))
+        .await?
+    {
+        if let Some(mut db) = engine.load_database(&name, &db_name).await? {
+            if db.state == State::Active {
+                db.state = State::Disabled;
+                db.disabled_at = Some(stamp.clone());
+                engine.save_database(&db).await?;
+            }
+        }
+    }
+    record.state = State::Disabled;
+    record.disabled_at = Some(stamp.clone());
+    record.updated_at = stamp;
+    record.generation += 1;
+    engine.save_cluster(&record).await?;
+    engine.pools.close_cluster(&name);
+    Ok(Response::empty())
+}
+
+async fn list_clusters(engine: Arc<Engine>, _req: Request) -> Result<Response, AnyError> {
+    let mut keys_out = Vec::new();
+    let mut info = Map::new();
+    for name in engine.storage.list(&keys::clusters(&engine.prefix)).await? {
+        if let Some(record) = engine.load_cluster(&name).await? {
+            if record.state == State::Registering {
+                continue;
+            }
+            info.insert(
+                name.clone(),
+                json!({"state": record.state.as_str(), "host": record.host, "port": record.port}),
+            );
+            keys_out.push(name);
+        }
+    }
+    Ok(Response::list_with_info(keys_out, info))
+}
+
+async fn list_databases(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    let cluster = req.capture("cluster");
+    let mut keys_out = Vec::new();
+    let mut info = Map::new();
+    for name in engine
+        .storage
+        .list(&keys::databases(&engine.prefix, &cluster))
+        .await?
+    {
+        if let Some(db) = engine.load_database(&cluster, &name).await? {
+            info.insert(
+                name.clone(),
+                json!({"state": db.state.as_str(), "objects_owner_role": db.objects_owner_role}),
+            );
+            keys_out.push(name);
+        }
+    }
+    Ok(Response::list_with_info(keys_out, info))
+}
+
+const LIST_HELP: &str = "Lists every registered cluster, active or disabled; `key_info` gives each one's state, host and port.";
+const CLUSTER_HELP: &str = r#"Writing a new cluster registers it: pgsecrets connects with the given root user (TLS as `ssl_mode` says), checks that it can create roles, then in one PostgreSQL transaction creates a management role (`v-manage-<random>`, LOGIN CREATEROLE NOINHERIT) and changes the root password. The new passwords are stored (encrypted) before PostgreSQL changes, so a crash at any point never loses the working root password. The password you supplied stops working; do not change the root or management role by hand afterwards.
+
+Writing an existing active cluster updates its settings (TLS, pool sizes) without rotating; the new settings must connect. Writing a disabled cluster re-activates it when its stored credentials still work. A name is bound to its host and port.
+
+Reading returns the configuration and the management role's name; the root and management passwords are included only when the caller's policy grants `sudo` on the path.
+
+Deleting disables the cluster: its configuration is kept, its databases are disabled, new databases, credentials and renewals are refused, and outstanding leases are revoked. Nothing is removed from PostgreSQL. Purge it with `gc/cluster/<name>`.
+
+Listing the cluster returns its databases with their state."#;

@@ -1,0 +1,277 @@
+//! `cluster/<cluster>/<database>`: create (or adopt) and initialise a
+//! database, read it, disable it.
+//!
+//! Initialising creates the database's objects-owner role: every temporary
+//! user of the database is a member, objects end up owned by it, so what one
+//! user creates stays usable by the next and survives revocation. Since
+//! PostgreSQL 15 PUBLIC has no CREATE on schema `public`, so the owner role
+//! gets USAGE and CREATE there explicitly. Since PostgreSQL 16 a CREATEROLE
+//! role may only grant membership in roles it holds ADMIN OPTION on, so the
+//! management role is given the owner role WITH ADMIN OPTION.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::cluster::root_login_error;
+use super::pools::{self, Who};
+use super::records::{now, ClusterRecord, DatabaseRecord, State};
+use super::{names, Engine, Error};
+use crate::logical::{handler, Field, Operation, Request, Response, Route};
+use crate::postgres::ident;
+use crate::random;
+use crate::Error as AnyError;
+
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+    vec![Route::new(
+        "cluster/{cluster}/{database}",
+        "Create, read or disable a database of a cluster.",
+        DATABASE_HELP,
+    )
+    .field(Field::name("cluster", "Name of the cluster."))
+    .field(Field::name("database", "Name of the database."))
+    .field(
+        Field::bool(
+            "create_db",
+            "Create the database (false adopts an existing one).",
+        )
+        .default(json!(true)),
+    )
+    .field(
+        Field::bool(
+            "initialize",
+            "Create the objects-owner role and grant it what temporary users need.",
+        )
+        .default(json!(true)),
+    )
+    .field(Field::string(
+        "objects_owner_role",
+        "Name of the objects-owner role (default: generated).",
+    ))
+    .existence(handler(engine, exists))
+    .op(
+        Operation::Write,
+        "Create or adopt a database and initialise it.",
+        handler(engine, write_database),
+    )
+    .op(
+        Operation::Read,
+        "Read a database's configuration.",
+        handler(engine, read_database),
+    )
+    .op(
+        Operation::Delete,
+        "Disable a database, keeping its configuration.",
+        handler(engine, disable_database),
+    )]
+}
+
+async fn exists(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    Ok(
+        match engine
+            .load_database(&req.capture("cluster"), &req.capture("database"))
+            .await?
+        {
+            Some(_) => Response::json(json!({"exists": true})),
+            None => Response::empty(),
+        },
+    )
+}
+
+fn database_json(db: &DatabaseRecord) -> Response {
+    Response::json(json!({
+        "cluster": db.cluster,
+        "name": db.name,
+        "objects_owner_role": db.objects_owner_role,
+        "created_db": db.created_db,
+        "initialized": db.initialized,
+        "state": db.state.as_str(),
+        "created_at": db.created_at,
+        "disabled_at": db.disabled_at,
+    }))
+}
+
+async fn write_database(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    let cluster_name = req.capture("cluster");
+    let name = req.capture("database");
+    names::check_identifier("database", &name)?;
+    let owner_given = req
+        .fields
+        .str("objects_owner_role")
+        .filter(|o| !o.is_empty());
+    if let Some(owner) = &owner_given {
+        names::check_identifier("objects_owner_role", owner)?;
+    }
+    let create_db = req.fields.bool("create_db").unwrap_or(true);
+    let initialize = req.fields.bool("initialize").unwrap_or(true);
+    let cluster = engine.active_cluster(&cluster_name).await?;
+    let lock = engine.lock_for(&cluster_name);
+    let _guard = lock.lock().await;
+
+    let existing = engine.load_database(&cluster_name, &name).await?;
+    if let Some(db) = &existing {
+        if db.state == State::Active {
+            return Ok(database_json(db)
+                .with_warning("the database is already registered; nothing changed"));
+        }
+    }
+    // A disabled database comes back as it was; an unfinished creation
+    // (state registering) resumes with the owner role name it recorded.
+    let resuming = existing
+        .as_ref()
+        .is_some_and(|d| d.state == State::Registering);
+    let root = root_client(&cluster, &cluster.database).await?;
+    let present = database_exists(&root, &name).await?;
+    let mut record = match existing {
+        Some(db) => db,
+        None => DatabaseRecord {
+            cluster: cluster_name.clone(),
+            name: name.clone(),
+            objects_owner_role: owner_given.clone().unwrap_or_else(|| default_owner(&name)),
+            created_db: create_db,
+            initialized: initialize,
+            state: State::Registering,
+            created_at: now(),
+            disabled_at: None,
+        },
+    };
+    if record.state == State::Disabled {
+        if !present {
+            return Err(Error::DatabaseMissing {
+                cluster: cluster_name,
+                database: name,
+            }
+            .into());
+        }
+    } else {
+        // Every check comes before the intent is written, so a refused
+        // request leaves nothing behind.
+        if record.created_db && present && !resuming {
+            return Err(Error::DatabaseExists {
+                cluster: cluster_name,
+                database: name,
+            }
+            .into());
+        }
+        if !record.created_db && !present {
+            return Err(Error::DatabaseMissing {
+                cluster: cluster_name,
+                database: name,
+            }
+            .into());
+        }
+        if record.created_db
+            && !present
+            && !super::cluster::check_root_privileges(&root, &cluster.username).await?
+        {
+            return Err(Error::RootCannotCreateDatabases {
+                user: cluster.username.clone(),
+            }
+            .into());
+        }
+        // The intent: a crash after this point is resumed by writing again.
+        engine.save_database(&record).await?;
+        if record.created_db && !present {
+            // CREATE DATABASE cannot run inside a transaction block.
+            root.batch_execute(&format!("CREATE DATABASE {}", ident(&record.name)))
+                .await
+                .map_err(Error::from)?;
+        }
+        if record.initialized {
+            initialize_database(&cluster, &record).await?;
+        }
+    }
+    record.state = State::Active;
+    record.disabled_at = None;
+    engine.save_database(&record).await?;
+    Ok(database_json(&record))
+}
+
+/// `v-owner-<database>-<random>`, within PostgreSQL's 63 bytes.
+fn default_owner(database: &str) -> String {
+    let stem: String = database.chars().take(40).collect();
+    format!("v-owner-{stem}-{}", random::alphanumeric(6).to_lowercase())
+}
+
+async fn root_client(
+    cluster: &ClusterRecord,
+    database: &str,
+) -> Result<tokio_postgres::Client, Error> {
+    pools::target(cluster, database, Who::Root)
+        .connect()
+        .await
+        .map_err(|e| root_login_error(cluster, e))
+}
+
+async fn database_exists(client: &tokio_postgres::Client, name: &str) -> Result<bool, Error> {
+    Ok(!client
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_empty())
+}
+
+/// Creates the objects-owner role and grants it what temporary users need;
+/// every step tolerates having run before (resumed creations).
+async fn initialize_database(cluster: &ClusterRecord, db: &DatabaseRecord) -> Result<(), Error> {
+    let mut inside = root_client(cluster, &db.name).await?;
+    let owner = ident(&db.objects_owner_role);
+    let tx = inside.transaction().await?;
+    let has_owner = !tx
+        .query(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            &[&db.objects_owner_role],
+        )
+        .await?
+        .is_empty();
+    if !has_owner {
+        tx.batch_execute(&format!("CREATE ROLE {owner} NOLOGIN"))
+            .await?;
+    }
+    tx.batch_execute(&format!(
+        "GRANT CONNECT, TEMPORARY ON DATABASE {db_name} TO {owner};
+         GRANT USAGE, CREATE ON SCHEMA public TO {owner};
+         GRANT {owner} TO {manage} WITH ADMIN OPTION;",
+        db_name = ident(&db.name),
+        manage = ident(&cluster.management_role),
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn read_database(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    Ok(
+        match engine
+            .load_database(&req.capture("cluster"), &req.capture("database"))
+            .await?
+            .filter(|d| d.state != State::Registering)
+        {
+            Some(db) => database_json(&db),
+            None => Response::empty(),
+        },
+    )
+}
+
+async fn disable_database(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    let cluster = req.capture("cluster");
+    let name = req.capture("database");
+    let lock = engine.lock_for(&cluster);
+    let _guard = lock.lock().await;
+    let mut db = engine
+        .load_database(&cluster, &name)
+        .await?
+        .filter(|d| d.state != State::Registering)
+        .ok_or_else(|| Error::DatabaseNotFound {
+            cluster: cluster.clone(),
+            database: name.clone(),
+        })?;
+    if db.state == State::Active {
+        db.state = State::Disabled;
+        db.disabled_at = Some(now());
+        engine.save_database(&db).await?;
+        engine.pools.close_database(&cluster, &name);
+    }
+    Ok(Response::empty())
+}
+
+const DATABASE_HELP: &str = "Writing creates the database (quoted identifier; unless `create_db=false`, which adopts an existing one) and initialises it: an objects-owner role (`objects_owner_role`, default `v-owner-<db>-<random>`) that every temporary user of the database is a member of, with CONNECT and TEMPORARY on the database and USAGE and CREATE on schema `public` (PostgreSQL 15+ no longer grants CREATE there to PUBLIC); the management role gets it WITH ADMIN OPTION (PostgreSQL 16+ requires that to grant membership). Objects one temporary user creates stay usable by the next and survive its revocation. Creating a database that already exists is refused; writing an active one changes nothing; writing a disabled one re-activates it. The cluster must be active. Deleting disables the database: its configuration is kept, new credentials are refused and outstanding leases revoked.";

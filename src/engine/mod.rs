@@ -1,0 +1,273 @@
+//! The `database` secrets engine: one instance per mount.
+//!
+//! This file holds the engine's shared state, its error enum and the
+//! assembly of the route table; each route group lives in its own file.
+//! The engine stores its data under its mount's private storage prefix and
+//! reaches PostgreSQL only through [`crate::postgres`].
+
+pub mod clone;
+pub mod cluster;
+pub mod database;
+pub mod fault;
+pub mod gc;
+pub mod info;
+pub mod metadata;
+pub mod names;
+pub mod pools;
+pub mod records;
+pub mod roles;
+pub mod rotate_root;
+pub mod rotation;
+pub mod template;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::logical::Route;
+use crate::postgres;
+use crate::router::{Backend, MountEntry};
+use crate::storage::Storage;
+use records::{keys, ClusterRecord, DatabaseRecord, RoleRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown cluster {name:?}")]
+    ClusterNotFound { name: String },
+    #[error("cluster {name:?} is disabled")]
+    ClusterDisabled { name: String },
+    #[error("cluster name {name:?} is already registered for {host}:{port}; pick another name")]
+    ClusterNameTaken {
+        name: String,
+        host: String,
+        port: u16,
+    },
+    #[error("unknown database {database:?} in cluster {cluster:?}")]
+    DatabaseNotFound { cluster: String, database: String },
+    #[error("database {database:?} in cluster {cluster:?} is disabled")]
+    DatabaseDisabled { cluster: String, database: String },
+    #[error("database {database:?} already exists in cluster {cluster:?}; write with create_db=false to adopt it")]
+    DatabaseExists { cluster: String, database: String },
+    #[error("database {database:?} does not exist in cluster {cluster:?}; write with create_db=true to create it")]
+    DatabaseMissing { cluster: String, database: String },
+    #[error("unknown role {name:?}")]
+    RoleNotFound { name: String },
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("missing required field {field:?} to register a new cluster")]
+    MissingField { field: &'static str },
+    #[error("user {user:?} cannot create roles: give a superuser or a role with CREATEROLE")]
+    RootCannotCreateRoles { user: String },
+    #[error(
+        "user {user:?} cannot create databases: give it CREATEDB or write with create_db=false"
+    )]
+    RootCannotCreateDatabases { user: String },
+    #[error("PostgreSQL at {host}:{port} rejected the password of user {user:?}")]
+    RootCredentialsRejected {
+        host: String,
+        port: u16,
+        user: String,
+    },
+    #[error("the stored credentials of cluster {name:?} no longer work; it stays disabled")]
+    StoredCredentialsRejected { name: String },
+    #[error("cannot reach PostgreSQL at {host}:{port}: {reason}")]
+    Unreachable {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+    #[error("timed out reaching PostgreSQL at {host}:{port}")]
+    Timeout { host: String, port: u16 },
+    #[error("cluster {name:?} has a password rotation whose outcome is not known yet ({reason}); retry when the cluster is reachable")]
+    RotationUnresolved { name: String, reason: String },
+    #[error("{what} is still active; disable it before purging")]
+    NotDisabled { what: String },
+    #[error("no free connection to cluster {name:?} within {seconds}s")]
+    Busy { name: String, seconds: u64 },
+    #[error("PostgreSQL refused the operation: {message} (SQLSTATE {code})")]
+    Refused { code: String, message: String },
+    #[error("TLS to PostgreSQL failed: {0}")]
+    Tls(String),
+    #[error("PostgreSQL failed: {0}")]
+    Postgres(String),
+    #[error("stopped at fault point {point}")]
+    Fault { point: &'static str },
+    #[error(transparent)]
+    Storage(#[from] crate::storage::Error),
+}
+
+impl Error {
+    /// Reclassifies a PostgreSQL error met while talking to `record`'s cluster.
+    pub fn from_pg(error: postgres::Error) -> Error {
+        match error {
+            postgres::Error::Unreachable { host, port, reason } => {
+                Error::Unreachable { host, port, reason }
+            }
+            postgres::Error::Timeout { host, port } => Error::Timeout { host, port },
+            postgres::Error::AuthFailed { user } => Error::Postgres(format!(
+                "PostgreSQL rejected the stored credentials of {user:?}"
+            )),
+            postgres::Error::Tls(reason) => Error::Tls(reason),
+            postgres::Error::Sql { code, message } => Error::Refused { code, message },
+            postgres::Error::PoolTimeout { seconds } => Error::Busy {
+                name: String::new(),
+                seconds,
+            },
+            postgres::Error::Connection(reason) => Error::Postgres(reason),
+        }
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(error: postgres::Error) -> Error {
+        Error::from_pg(error)
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Error {
+        match error.as_db_error() {
+            Some(db) => Error::Refused {
+                code: db.code().code().to_string(),
+                message: db.message().to_string(),
+            },
+            None => Error::Postgres(error.to_string()),
+        }
+    }
+}
+
+/// What every route group of one mount shares.
+pub struct Engine {
+    pub storage: Storage,
+    /// The mount's private storage prefix (`logical/<uuid>/`).
+    pub prefix: String,
+    pub mount: MountEntry,
+    pub pools: pools::Pools,
+    /// One lock per cluster name, held while its configuration changes, so
+    /// two writes cannot rotate the same passwords at once. Issuing
+    /// credentials never takes it.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Engine {
+    pub fn lock_for(&self, cluster: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().expect("cluster locks");
+        Arc::clone(locks.entry(cluster.to_string()).or_default())
+    }
+
+    pub async fn load_cluster(&self, name: &str) -> Result<Option<ClusterRecord>, Error> {
+        Ok(self
+            .storage
+            .get_json(&keys::cluster(&self.prefix, name))
+            .await?)
+    }
+
+    pub async fn save_cluster(&self, record: &ClusterRecord) -> Result<(), Error> {
+        Ok(self
+            .storage
+            .put_json(&keys::cluster(&self.prefix, &record.name), record)
+            .await?)
+    }
+
+    /// An active cluster, with any unfinished rotation resolved first.
+    pub async fn active_cluster(&self, name: &str) -> Result<ClusterRecord, Error> {
+        let record = self
+            .load_cluster(name)
+            .await?
+            .ok_or_else(|| Error::ClusterNotFound { name: name.into() })?;
+        let record = if record.pending.is_some() {
+            let lock = self.lock_for(name);
+            let _guard = lock.lock().await;
+            rotation::resolve(self, record)
+                .await?
+                .ok_or_else(|| Error::ClusterNotFound { name: name.into() })?
+        } else {
+            record
+        };
+        match record.state {
+            records::State::Active => Ok(record),
+            records::State::Disabled => Err(Error::ClusterDisabled { name: name.into() }),
+            records::State::Registering => Err(Error::ClusterNotFound { name: name.into() }),
+        }
+    }
+
+    pub async fn load_database(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> Result<Option<DatabaseRecord>, Error> {
+        Ok(self
+            .storage
+            .get_json(&keys::database(&self.prefix, cluster, name))
+            .await?)
+    }
+
+    pub async fn save_database(&self, record: &DatabaseRecord) -> Result<(), Error> {
+        Ok(self
+            .storage
+            .put_json(
+                &keys::database(&self.prefix, &record.cluster, &record.name),
+                record,
+            )
+            .await?)
+    }
+
+    pub async fn load_role(&self, name: &str) -> Result<Option<RoleRecord>, Error> {
+        Ok(self
+            .storage
+            .get_json(&keys::role(&self.prefix, name))
+            .await?)
+    }
+
+    /// Resolves every cluster's unfinished rotation (run once at start).
+    pub async fn recover(&self) {
+        let names = match self.storage.list(&keys::clusters(&self.prefix)).await {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list clusters for recovery");
+                return;
+            }
+        };
+        for name in names {
+            match self.load_cluster(&name).await {
+                Ok(Some(record)) if record.pending.is_some() => {
+                    let lock = self.lock_for(&name);
+                    let _guard = lock.lock().await;
+                    match rotation::resolve(self, record).await {
+                        Ok(_) => {
+                            tracing::info!(cluster = %name, "resolved an unfinished password rotation")
+                        }
+                        Err(e) => {
+                            tracing::warn!(cluster = %name, error = %e, "unfinished password rotation not resolved yet")
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(cluster = %name, error = %e, "cannot load cluster"),
+            }
+        }
+    }
+}
+
+/// Builds the engine's backend for one mount and resolves unfinished
+/// rotations in the background.
+pub fn backend(storage: Storage, mount: &MountEntry) -> Backend {
+    let engine = Arc::new(Engine {
+        storage,
+        prefix: mount.storage_prefix(),
+        mount: mount.clone(),
+        pools: pools::Pools::default(),
+        locks: Mutex::new(HashMap::new()),
+    });
+    let recovering = Arc::clone(&engine);
+    tokio::spawn(async move { recovering.recover().await });
+    let mut routes: Vec<Route> = Vec::new();
+    routes.extend(cluster::routes(&engine));
+    routes.extend(database::routes(&engine));
+    routes.extend(roles::routes(&engine));
+    routes.extend(rotate_root::routes(&engine));
+    routes.extend(clone::routes(&engine));
+    routes.extend(gc::routes(&engine));
+    routes.extend(metadata::routes(&engine));
+    routes.extend(info::routes(&engine));
+    Backend { routes }
+}

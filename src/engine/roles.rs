@@ -1,0 +1,183 @@
+//! `roles/`: TTLs and SQL statements for issued users. Roles apply to every
+//! cluster and database of the mount.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::records::{keys, now, RoleRecord};
+use super::template;
+use super::{Engine, Error};
+use crate::logical::{handler, Field, Operation, Request, Response, Route};
+use crate::Error as AnyError;
+
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+    vec![
+        Route::new("roles/?", "List roles.", LIST_HELP).op(
+            Operation::List,
+            "List the role names.",
+            handler(engine, list_roles),
+        ),
+        Route::new("roles/{name}", "Write, read or delete a role.", ROLE_HELP)
+            .field(Field::name("name", "Name of the role."))
+            .field(Field::duration(
+                "default_ttl",
+                "Default lease TTL of issued users (0 = the mount's).",
+            ))
+            .field(Field::duration(
+                "max_ttl",
+                "Longest lease of issued users, renewals included (0 = the mount's).",
+            ))
+            .field(Field::strings(
+                "creation_statements",
+                "SQL run to create a user; templates as in Vault's PostgreSQL plugin.",
+            ))
+            .field(Field::string(
+                "creation_statement",
+                "One creation statement (the seed's singular form).",
+            ))
+            .field(Field::strings(
+                "revocation_statements",
+                "SQL run to revoke a user (default: pgsecrets' revocation).",
+            ))
+            .field(Field::string(
+                "revocation_statement",
+                "One revocation statement (the seed's singular form).",
+            ))
+            .op(
+                Operation::Write,
+                "Create or replace a role.",
+                handler(engine, write_role),
+            )
+            .op(Operation::Read, "Read a role.", handler(engine, read_role))
+            .op(
+                Operation::Delete,
+                "Delete a role; its leases are still revoked on expiry.",
+                handler(engine, delete_role),
+            ),
+    ]
+}
+
+fn statements(req: &Request, plural: &str, singular: &str) -> Vec<String> {
+    let mut out = req.fields.list(plural).unwrap_or_default();
+    if let Some(one) = req.fields.str(singular) {
+        out.push(one);
+    }
+    out.into_iter().filter(|s| !s.trim().is_empty()).collect()
+}
+
+fn check_statements(field: &'static str, statements: &[String]) -> Result<(), Error> {
+    for (i, statement) in statements.iter().enumerate() {
+        template::parse(statement).map_err(|e| Error::InvalidField {
+            field,
+            reason: format!("statement {}: {e}", i + 1),
+        })?;
+    }
+    Ok(())
+}
+
+async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    let name = req.capture("name");
+    let existing = engine.load_role(&name).await?;
+    let default_ttl = req
+        .fields
+        .duration("default_ttl")
+        .or(existing.as_ref().map(|r| r.default_ttl))
+        .unwrap_or(0);
+    let max_ttl = req
+        .fields
+        .duration("max_ttl")
+        .or(existing.as_ref().map(|r| r.max_ttl))
+        .unwrap_or(0);
+    if max_ttl > 0 && default_ttl > max_ttl {
+        return Err(Error::InvalidField {
+            field: "default_ttl",
+            reason: format!("{default_ttl}s is greater than max_ttl ({max_ttl}s)"),
+        }
+        .into());
+    }
+    let mut creation = statements(&req, "creation_statements", "creation_statement");
+    if creation.is_empty() && !req.fields.is_set("creation_statements") {
+        creation = existing
+            .as_ref()
+            .map(|r| r.creation_statements.clone())
+            .unwrap_or_default();
+    }
+    let mut revocation = statements(&req, "revocation_statements", "revocation_statement");
+    if revocation.is_empty() && !req.fields.is_set("revocation_statements") {
+        revocation = existing
+            .as_ref()
+            .map(|r| r.revocation_statements.clone())
+            .unwrap_or_default();
+    }
+    check_statements("creation_statements", &creation)?;
+    check_statements("revocation_statements", &revocation)?;
+    if !creation.is_empty()
+        && !creation.iter().any(|s| {
+            template::parse(s)
+                .unwrap_or_default()
+                .iter()
+                .any(|p| p == "name" || p == "username")
+        })
+    {
+        return Err(Error::InvalidField {
+            field: "creation_statements",
+            reason: "no statement uses {{name}}: the user to create must be named".into(),
+        }
+        .into());
+    }
+    let stamp = now();
+    let record = RoleRecord {
+        name: name.clone(),
+        default_ttl,
+        max_ttl,
+        creation_statements: creation,
+        revocation_statements: revocation,
+        created_at: existing
+            .map(|r| r.created_at)
+            .unwrap_or_else(|| stamp.clone()),
+        updated_at: stamp,
+    };
+    engine
+        .storage
+        .put_json(&keys::role(&engine.prefix, &name), &record)
+        .await?;
+    Ok(Response::empty())
+}
+
+async fn read_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    Ok(match engine.load_role(&req.capture("name")).await? {
+        Some(r) => Response::json(json!({
+            "default_ttl": r.default_ttl,
+            "max_ttl": r.max_ttl,
+            "creation_statements": r.creation_statements,
+            "revocation_statements": r.revocation_statements,
+            "created_at": r.created_at,
+            "updated_at": r.updated_at,
+        })),
+        None => Response::empty(),
+    })
+}
+
+async fn delete_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    let name = req.capture("name");
+    if engine.load_role(&name).await?.is_none() {
+        return Err(Error::RoleNotFound { name }.into());
+    }
+    engine
+        .storage
+        .delete(&keys::role(&engine.prefix, &name))
+        .await?;
+    Ok(Response::empty())
+}
+
+async fn list_roles(engine: Arc<Engine>, _req: Request) -> Result<Response, AnyError> {
+    Ok(Response::list(
+        engine.storage.list(&keys::roles(&engine.prefix)).await?,
+    ))
+}
+
+const LIST_HELP: &str = "Lists the role names of this mount.";
+const ROLE_HELP: &str = r#"A role describes the users issued by `creds/<cluster>/<database>/<role>`: their lease TTLs and the SQL that creates and revokes them. Roles apply to every cluster and database of the mount.
+
+Statements follow Vault's PostgreSQL plugin convention, so its roles work unchanged: values are substituted as they are and the statement supplies the quotes, e.g. `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE "{{objects_owner}}";`. Placeholders: `{{name}}` (alias `{{username}}`), `{{password}}` (the SCRAM verifier, never the password), `{{expiration}}`, `{{database}}`, `{{objects_owner}}`, `{{group}}` (the management role). An unknown placeholder is refused when the role is written. `creation_statement` and `revocation_statement` are accepted as one-statement forms. `default_ttl` must not exceed `max_ttl`. Deleting a role blocks renewal of its leases; they are still revoked on expiry."#;

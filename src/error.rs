@@ -1,0 +1,23 @@
+//! The error every handler and the request pipeline return: one variant per
+//! layer, each wrapping that layer's own enum. `wire::error` maps it to an
+//! HTTP status in one exhaustive `match`.
+
+use crate::{auth, engine, logical::FieldError, router, storage, sys, wire};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Request(#[from] wire::RequestError),
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    #[error(transparent)]
+    Router(#[from] router::Error),
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
+    #[error(transparent)]
+    Sys(#[from] sys::Error),
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+}

@@ -1,0 +1,39 @@
+//! pgsecrets: a Vault-compatible secrets engine server that issues short-lived
+//! PostgreSQL credentials.
+//!
+//! Module map (dependencies flow one way, top to bottom):
+//!
+//! - [`cli`]: subcommands (`server`, `operator init`, `gen-docs`).
+//! - [`config`]: configuration file + flags -> validated [`config::Config`].
+//! - [`server`]: composition root; builds every part, binds, serves, shuts down.
+//! - [`wire`]: `/v1` HTTP <-> [`logical::Request`]/[`logical::Response`], the
+//!   Vault envelope, and the one place errors become status codes.
+//! - [`router`]: the mount table, route matching, the ACL check, help and
+//!   OpenAPI generated from the route tables.
+//! - [`sys`]: built-in `sys/` and `auth/token/` routes.
+//! - [`engine`]: the `database` secrets engine.
+//! - [`auth`]: hashed tokens, ACL policies.
+//! - [`storage`]: the ordered key-value trait, its backends, the encryption barrier.
+//! - [`logical`]: plain types shared by every layer (operations, requests,
+//!   responses, routes, fields).
+//! - [`error`]: the error every handler returns, wrapping each layer's own enum.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod logical;
+pub mod postgres;
+pub mod random;
+pub mod router;
+pub mod server;
+mod server_tls;
+pub mod storage;
+pub mod sys;
+pub mod wire;
+
+pub use error::Error;
+
+/// Version reported by `sys/health`, `sys/seal-status` and `database/info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,13 @@
+//! Plain types shared by every layer: operations, requests, responses, routes
+//! and fields. Nothing here does I/O.
+
+pub mod duration;
+pub mod field;
+pub mod request;
+pub mod response;
+pub mod route;
+
+pub use field::{Field, FieldData, FieldError, FieldKind};
+pub use request::{Caller, Operation, Request};
+pub use response::{Response, Secret};
+pub use route::{handler, Handler, Route};

@@ -1,0 +1,218 @@
+//! Declarative routes: one table per backend from which matching, field
+//! parsing, ACL needs, `?help=1`, OpenAPI and `routes/*.md` all come.
+//!
+//! A route is written as a template such as `cluster/{cluster}/{database}`:
+//! `{x}` captures a name following Vault's generic name pattern, `{x*}` captures
+//! the rest of the path (it may hold slashes), and everything else is regex
+//! text (so `roles/?` matches with or without the trailing slash).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use regex::Regex;
+
+use super::{Field, FieldKind, Operation, Request, Response};
+use crate::Error;
+
+/// Vault's generic name, `\w(([\w-.]+)?\w)?`, with ASCII `\w` as in Go.
+pub const NAME_PATTERN: &str = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?";
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send>>;
+pub type Handler = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
+
+/// Wraps an async method of a shared backend state into a [`Handler`].
+pub fn handler<S, F, Fut>(state: &Arc<S>, f: F) -> Handler
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, Request) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response, Error>> + Send + 'static,
+{
+    let state = Arc::clone(state);
+    Arc::new(move |request| Box::pin(f(Arc::clone(&state), request)))
+}
+
+/// One operation a route offers.
+#[derive(Clone)]
+pub struct OperationSpec {
+    pub operation: Operation,
+    pub summary: &'static str,
+    pub handler: Handler,
+    /// The caller needs `sudo` on the path as well as the operation's capability.
+    pub sudo: bool,
+}
+
+/// One entry of a backend's route table.
+#[derive(Clone)]
+pub struct Route {
+    pub template: &'static str,
+    pub regex: Regex,
+    pub fields: Vec<Field>,
+    pub operations: Vec<OperationSpec>,
+    pub synopsis: &'static str,
+    pub description: &'static str,
+    /// Served without a token (health, OpenAPI, build info).
+    pub unauthenticated: bool,
+    /// Tells whether the object a write targets exists, so the ACL can ask for
+    /// `create` or `update` as Vault does. Without it a write needs `update`.
+    pub existence: Option<Handler>,
+}
+
+impl Route {
+    pub fn new(template: &'static str, synopsis: &'static str, description: &'static str) -> Route {
+        let regex = Regex::new(&template_to_regex(template))
+            .unwrap_or_else(|e| panic!("route template {template:?} does not compile: {e}"));
+        Route {
+            template,
+            regex,
+            fields: Vec::new(),
+            operations: Vec::new(),
+            synopsis,
+            description,
+            unauthenticated: false,
+            existence: None,
+        }
+    }
+
+    pub fn field(mut self, field: Field) -> Route {
+        self.fields.push(field);
+        self
+    }
+
+    pub fn op(mut self, operation: Operation, summary: &'static str, handler: Handler) -> Route {
+        self.operations.push(OperationSpec {
+            operation,
+            summary,
+            handler,
+            sudo: false,
+        });
+        self
+    }
+
+    /// An operation that also needs `sudo` on the path.
+    pub fn sudo_op(
+        mut self,
+        operation: Operation,
+        summary: &'static str,
+        handler: Handler,
+    ) -> Route {
+        self.operations.push(OperationSpec {
+            operation,
+            summary,
+            handler,
+            sudo: true,
+        });
+        self
+    }
+
+    pub fn unauthenticated(mut self) -> Route {
+        self.unauthenticated = true;
+        self
+    }
+
+    pub fn existence(mut self, check: Handler) -> Route {
+        self.existence = Some(check);
+        self
+    }
+
+    pub fn operation(&self, operation: Operation) -> Option<&OperationSpec> {
+        self.operations.iter().find(|o| o.operation == operation)
+    }
+
+    /// Named captures of `path`, or `None` when the route does not match.
+    pub fn captures(&self, path: &str) -> Option<BTreeMap<String, String>> {
+        let caps = self.regex.captures(path)?;
+        Some(
+            self.regex
+                .capture_names()
+                .flatten()
+                .filter_map(|name| {
+                    caps.name(name)
+                        .map(|m| (name.to_string(), m.as_str().into()))
+                })
+                .collect(),
+        )
+    }
+
+    /// The names of the template's captures, in order.
+    pub fn capture_names(&self) -> Vec<&str> {
+        self.regex.capture_names().flatten().collect()
+    }
+
+    /// The OpenAPI form of the path: `cluster/{cluster}` with the optional
+    /// trailing slash dropped.
+    pub fn openapi_path(&self) -> String {
+        self.template
+            .trim_end_matches("/?")
+            .replace("*}", "}")
+            .to_string()
+    }
+
+    /// Whether this route's captures follow the declared field kinds.
+    pub fn capture_kind(&self, name: &str) -> Option<FieldKind> {
+        self.fields.iter().find(|f| f.name == name).map(|f| f.kind)
+    }
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("template", &self.template)
+            .finish()
+    }
+}
+
+/// Turns `cluster/{cluster}/?` into `^cluster/(?P<cluster>NAME)/?$`.
+pub fn template_to_regex(template: &str) -> String {
+    let mut out = String::from("^");
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .map(|e| start + e)
+            .unwrap_or_else(|| panic!("unclosed capture in route template {template:?}"));
+        let name = &rest[start + 1..end];
+        match name.strip_suffix('*') {
+            Some(name) => out.push_str(&format!("(?P<{name}>.+)")),
+            None => out.push_str(&format!("(?P<{name}>{NAME_PATTERN})")),
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out.push('$');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_vault_names_only() {
+        let r = Route::new("cluster/{cluster}/{database}", "s", "d");
+        let caps = r.captures("cluster/c-1.x/app_db").unwrap();
+        assert_eq!(caps["cluster"], "c-1.x");
+        assert_eq!(caps["database"], "app_db");
+        assert!(r.captures("cluster/-bad/x").is_none());
+        assert!(r.captures("cluster/bad./x").is_none());
+        assert!(r.captures("cluster/a\"b/x").is_none());
+        assert!(r.captures("cluster/é/x").is_none());
+        assert!(r.captures("cluster/a;b/x").is_none());
+    }
+
+    #[test]
+    fn optional_slash_and_rest_captures() {
+        let r = Route::new("roles/?", "s", "d");
+        assert!(r.captures("roles").is_some());
+        assert!(r.captures("roles/").is_some());
+        assert_eq!(r.openapi_path(), "roles");
+        let r = Route::new("leases/lookup/{prefix*}", "s", "d");
+        assert_eq!(
+            r.captures("leases/lookup/a/b/c").unwrap()["prefix"],
+            "a/b/c"
+        );
+        assert_eq!(r.openapi_path(), "leases/lookup/{prefix}");
+    }
+}

@@ -1,0 +1,162 @@
+//! Connection targets, single connections and pools.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{tls, Error};
+
+/// libpq's `sslmode` values that pgsecrets supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(text: &str) -> Option<SslMode> {
+        match text {
+            "disable" => Some(SslMode::Disable),
+            "require" => Some(SslMode::Require),
+            "verify-ca" => Some(SslMode::VerifyCa),
+            "verify-full" => Some(SslMode::VerifyFull),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// Where and as whom to connect.
+#[derive(Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: String,
+    pub ssl_mode: SslMode,
+    pub ssl_root_cert: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("user", &self.user)
+            .field("ssl_mode", &self.ssl_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    fn pg_config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .dbname(&self.dbname)
+            .user(&self.user)
+            .password(&self.password)
+            .application_name("pgsecrets")
+            .connect_timeout(self.connect_timeout)
+            .ssl_mode(match self.ssl_mode {
+                SslMode::Disable => PgSslMode::Disable,
+                _ => PgSslMode::Require,
+            });
+        config
+    }
+
+    fn tls(&self) -> Result<MakeRustlsConnect, Error> {
+        let config = tls::client_config(self.ssl_mode, self.ssl_root_cert.as_deref())?
+            .unwrap_or_else(|| {
+                // Never used with sslmode=disable; tokio-postgres wants a type.
+                rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .expect("default protocol versions")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+            });
+        Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// The same target in another database.
+    pub fn in_database(&self, dbname: &str) -> Target {
+        Target {
+            dbname: dbname.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The same target as another user.
+    pub fn as_user(&self, user: &str, password: &str) -> Target {
+        Target {
+            user: user.to_string(),
+            password: password.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// One connection, its driver task spawned; bounded by the connect timeout.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, Error> {
+        let tls = self.tls()?;
+        let config = self.pg_config();
+        let attempt = config.connect(tls);
+        let (client, connection) = match tokio::time::timeout(
+            self.connect_timeout + Duration::from_secs(1),
+            attempt,
+        )
+        .await
+        {
+            Err(_) => {
+                return Err(Error::Timeout {
+                    host: self.host.clone(),
+                    port: self.port,
+                })
+            }
+            Ok(Err(e)) => return Err(Error::from_pg(e, self)),
+            Ok(Ok(pair)) => pair,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    /// A pool of connections to this target.
+    pub fn pool(&self, max_size: usize, wait: Duration) -> Result<Pool, Error> {
+        let manager = Manager::from_config(
+            self.pg_config(),
+            self.tls()?,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(max_size.max(1))
+            .wait_timeout(Some(wait))
+            .create_timeout(Some(self.connect_timeout + Duration::from_secs(1)))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Connection(e.to_string()))
+    }
+}

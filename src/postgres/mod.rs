@@ -1,0 +1,91 @@
+//! PostgreSQL access: connection targets, TLS, pools, SCRAM verifiers and
+//! error classification. Knows nothing of clusters or leases.
+
+pub mod connect;
+pub mod scram;
+pub mod tls;
+
+pub use connect::{SslMode, Target};
+
+use tokio_postgres::error::SqlState;
+
+/// What went wrong talking to PostgreSQL, classified by cause (never by
+/// message text).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach PostgreSQL at {host}:{port}: {reason}")]
+    Unreachable {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+    #[error("timed out connecting to PostgreSQL at {host}:{port}")]
+    Timeout { host: String, port: u16 },
+    #[error("PostgreSQL rejected the credentials of user {user:?}")]
+    AuthFailed { user: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("PostgreSQL error {code}: {message}")]
+    Sql { code: String, message: String },
+    #[error("no free connection to the cluster within {seconds}s")]
+    PoolTimeout { seconds: u64 },
+    #[error("connection lost: {0}")]
+    Connection(String),
+}
+
+impl Error {
+    /// Classifies a tokio-postgres error met while talking to `target`.
+    pub fn from_pg(error: tokio_postgres::Error, target: &Target) -> Error {
+        if let Some(db) = error.as_db_error() {
+            let code = db.code();
+            if *code == SqlState::INVALID_PASSWORD
+                || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            {
+                return Error::AuthFailed {
+                    user: target.user.clone(),
+                };
+            }
+            return Error::Sql {
+                code: code.code().to_string(),
+                message: db.message().to_string(),
+            };
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> =
+            std::error::Error::source(&error);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                return Error::Unreachable {
+                    host: target.host.clone(),
+                    port: target.port,
+                    reason: io.to_string(),
+                };
+            }
+            if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+                return Error::Tls(tls.to_string());
+            }
+            source = s.source();
+        }
+        if error.is_closed() {
+            return Error::Connection(error.to_string());
+        }
+        Error::Connection(error.to_string())
+    }
+
+    /// The SQLSTATE of a database error.
+    pub fn sql_state(&self) -> Option<&str> {
+        match self {
+            Error::Sql { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Quotes an SQL identifier (`"name"`), doubling embedded quotes.
+pub fn ident(name: &str) -> String {
+    postgres_protocol::escape::escape_identifier(name)
+}
+
+/// Quotes an SQL string literal.
+pub fn literal(value: &str) -> String {
+    postgres_protocol::escape::escape_literal(value)
+}

@@ -1,0 +1,217 @@
+//! Routing: token check, ACL check, mount and route lookup, field parsing,
+//! then the handler. Also owns the mount table and the documents generated
+//! from the route tables (help, OpenAPI, `routes/*.md`).
+
+pub mod docs;
+pub mod mounts;
+pub mod sys_routes;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::auth::{Capability, PolicyStore, TokenStore};
+use crate::logical::{Caller, FieldData, Operation, Request, Response};
+use crate::Error as AnyError;
+pub use mounts::{Backend, MountConfig, MountEntry, Mounts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No token, or a token that does not exist (or expired).
+    #[error("permission denied")]
+    MissingToken,
+    /// The token's policies do not grant the operation.
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("no handler for route {path:?}. route entry not found.")]
+    NoHandler { path: String },
+    #[error("unsupported path")]
+    UnsupportedPath,
+    #[error("unsupported operation")]
+    UnsupportedOperation,
+    #[error("path is already in use at {path}")]
+    MountInUse { path: String },
+    #[error("plugin not found in the catalog: {kind}")]
+    UnknownEngine { kind: String },
+    #[error("No secret engine mount at {path}")]
+    NoMount { path: String },
+    #[error("cannot unmount {path:?}")]
+    ProtectedMount { path: String },
+    #[error("invalid mount path {path:?}: {reason}")]
+    InvalidMountPath { path: String, reason: &'static str },
+    #[error("failed to revoke the mount's leases: {0}")]
+    MountLeases(String),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::Error),
+}
+
+/// A request as the wire layer decoded it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub id: String,
+    pub operation: Operation,
+    /// Below `/v1/`, percent-decoded, validated.
+    pub path: String,
+    pub data: Map<String, Value>,
+    pub token: Option<String>,
+    pub help: bool,
+}
+
+/// The dispatcher every HTTP request goes through.
+pub struct Router {
+    pub mounts: Arc<Mounts>,
+    pub tokens: TokenStore,
+    pub policies: PolicyStore,
+}
+
+impl Router {
+    pub async fn handle(&self, incoming: Incoming) -> Result<Response, AnyError> {
+        let mut path = incoming.path.clone();
+        if incoming.operation == Operation::List && !path.ends_with('/') {
+            path.push('/');
+        }
+        let found = self.mounts.find(&path);
+        let matched = found
+            .as_ref()
+            .and_then(|(_, backend, rest)| backend.route(rest).map(|(r, c)| (r.clone(), c)));
+
+        if let Some((route, captures)) = &matched {
+            if route.unauthenticated && !incoming.help {
+                let (mount, _, rest) = found.as_ref().expect("matched implies found");
+                return self
+                    .dispatch(route, captures, &incoming, mount, rest, Caller::default())
+                    .await;
+            }
+        }
+
+        // Token and ACL checks come before routing, so a non-root token cannot
+        // probe which paths exist.
+        let token = incoming.token.as_deref().ok_or(Error::MissingToken)?;
+        let entry = self
+            .tokens
+            .lookup(token)
+            .await?
+            .ok_or(Error::MissingToken)?;
+        let acl = self.policies.acl(&entry.policies).await?;
+        let capabilities = acl.capabilities(&path);
+
+        if incoming.help {
+            return match (&found, &matched) {
+                (Some((mount, _, _)), Some((route, _))) => Ok(docs::help_response(mount, route)),
+                (None, _) => Err(Error::NoHandler { path }.into()),
+                _ => Err(Error::UnsupportedPath.into()),
+            };
+        }
+
+        let needed = match incoming.operation {
+            Operation::Read => Capability::Read,
+            Operation::List => Capability::List,
+            Operation::Delete => Capability::Delete,
+            Operation::Write => match &matched {
+                Some((route, captures)) if !acl.is_root() => {
+                    match self
+                        .exists(route, captures, &incoming, found.as_ref())
+                        .await?
+                    {
+                        true => Capability::Update,
+                        false => Capability::Create,
+                    }
+                }
+                _ => Capability::Update,
+            },
+        };
+        if !acl.is_root() && !capabilities.contains(&needed) {
+            return Err(Error::PermissionDenied.into());
+        }
+
+        let Some((mount, _, rest)) = found else {
+            return Err(Error::NoHandler { path }.into());
+        };
+        let Some((route, captures)) = matched else {
+            return Err(Error::UnsupportedPath.into());
+        };
+        let Some(spec) = route.operation(incoming.operation) else {
+            return Err(Error::UnsupportedOperation.into());
+        };
+        let sudo = acl.is_root() || capabilities.contains(&Capability::Sudo);
+        if spec.sudo && !sudo {
+            return Err(Error::PermissionDenied.into());
+        }
+        let last_use = self.tokens.record_use(&entry).await?;
+        let caller = Caller {
+            token: Some(token.to_string()),
+            token_hash: Some(entry.id_hash.clone()),
+            accessor: Some(entry.accessor.clone()),
+            policies: entry.policies.clone(),
+            root: acl.is_root(),
+            sudo,
+        };
+        let result = self
+            .dispatch(&route, &captures, &incoming, &mount, &rest, caller)
+            .await;
+        if last_use {
+            // The token's last use is spent; it goes even if the request failed.
+            self.tokens.revoke(&entry).await?;
+        }
+        result
+    }
+
+    async fn exists(
+        &self,
+        route: &crate::logical::Route,
+        captures: &BTreeMap<String, String>,
+        incoming: &Incoming,
+        found: Option<&(MountEntry, Arc<Backend>, String)>,
+    ) -> Result<bool, AnyError> {
+        let (Some(check), Some((mount, _, rest))) = (&route.existence, found) else {
+            return Ok(true);
+        };
+        let fields = FieldData::parse(&route.fields, &incoming.data, captures)?;
+        let request = Request {
+            id: incoming.id.clone(),
+            operation: Operation::Read,
+            path: rest.clone(),
+            mount: mount.path.clone(),
+            fields,
+            caller: Caller::default(),
+        };
+        let response = check(request).await?;
+        Ok(response.data.is_some())
+    }
+
+    async fn dispatch(
+        &self,
+        route: &crate::logical::Route,
+        captures: &BTreeMap<String, String>,
+        incoming: &Incoming,
+        mount: &MountEntry,
+        rest: &str,
+        caller: Caller,
+    ) -> Result<Response, AnyError> {
+        let spec = route
+            .operation(incoming.operation)
+            .ok_or(Error::UnsupportedOperation)?;
+        let fields = FieldData::parse(&route.fields, &incoming.data, captures)?;
+        if incoming.operation == Operation::Write {
+            fields.check_required(&route.fields)?;
+        }
+        let unknown = fields.unknown.clone();
+        let request = Request {
+            id: incoming.id.clone(),
+            operation: incoming.operation,
+            path: rest.to_string(),
+            mount: mount.path.clone(),
+            fields,
+            caller,
+        };
+        let mut response = (spec.handler)(request).await?;
+        if !unknown.is_empty() && !response.is_empty() && response.raw.is_none() {
+            response.warnings.push(format!(
+                "Endpoint ignored these unrecognized parameters: [{}]",
+                unknown.join(" ")
+            ));
+        }
+        Ok(response)
+    }
+}

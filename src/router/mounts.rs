@@ -1,0 +1,330 @@
+//! The mount table: which backend serves which path prefix.
+//!
+//! Built-in mounts (`sys/`, `auth/token/`) are fixed; engine mounts are
+//! persisted at `core/mounts` and rebuilt from it at start. Requests find
+//! their backend by the longest mount prefix.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::Error;
+use crate::logical::Route;
+use crate::random;
+use crate::storage::Storage;
+
+const TABLE_KEY: &str = "core/mounts";
+
+/// Lease TTL settings of a mount (`sys/mounts/<p>/tune`); 0 = system default.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountConfig {
+    pub default_lease_ttl: u64,
+    pub max_lease_ttl: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MountEntry {
+    /// With a trailing slash: `database/`.
+    pub path: String,
+    /// Engine type: `database`, or `system`/`token` for built-ins.
+    pub kind: String,
+    pub description: String,
+    pub accessor: String,
+    pub uuid: String,
+    pub options: Option<BTreeMap<String, String>>,
+    pub config: MountConfig,
+    pub local: bool,
+    pub seal_wrap: bool,
+}
+
+impl MountEntry {
+    pub fn new(path: &str, kind: &str, description: &str) -> MountEntry {
+        let accessor_hex: String = {
+            let mut b = [0u8; 4];
+            random::fill(&mut b);
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        };
+        MountEntry {
+            path: path.to_string(),
+            kind: kind.to_string(),
+            description: description.to_string(),
+            accessor: format!("{kind}_{accessor_hex}"),
+            uuid: random::uuid(),
+            options: None,
+            config: MountConfig::default(),
+            local: false,
+            seal_wrap: false,
+        }
+    }
+
+    /// Storage prefix private to this mount's engine.
+    pub fn storage_prefix(&self) -> String {
+        format!("logical/{}/", self.uuid)
+    }
+}
+
+/// A running backend: its route table.
+pub struct Backend {
+    pub routes: Vec<Route>,
+}
+
+impl Backend {
+    /// The first route whose pattern matches `path` (relative to the mount).
+    pub fn route(&self, path: &str) -> Option<(&Route, BTreeMap<String, String>)> {
+        self.routes
+            .iter()
+            .find_map(|r| r.captures(path).map(|caps| (r, caps)))
+    }
+}
+
+/// Builds the backend of an engine mount.
+pub type Factory = Box<dyn Fn(&MountEntry) -> Result<Backend, Error> + Send + Sync>;
+
+struct Mounted {
+    entry: MountEntry,
+    backend: Arc<Backend>,
+    builtin: bool,
+}
+
+/// The live mount table.
+pub struct Mounts {
+    storage: Storage,
+    factory: Factory,
+    table: RwLock<Vec<Mounted>>,
+}
+
+/// Engine types the factory knows.
+pub const ENGINE_TYPES: &[&str] = &["database"];
+
+impl Mounts {
+    pub fn new(storage: Storage, factory: Factory) -> Mounts {
+        Mounts {
+            storage,
+            factory,
+            table: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Adds a built-in mount (never persisted, never removable).
+    pub fn add_builtin(&self, entry: MountEntry, backend: Backend) {
+        self.table.write().expect("mount table").push(Mounted {
+            entry,
+            backend: Arc::new(backend),
+            builtin: true,
+        });
+    }
+
+    /// Loads persisted engine mounts; on first start mounts `database/`.
+    pub async fn load(&self) -> Result<(), Error> {
+        let entries = match self.storage.get_json::<Vec<MountEntry>>(TABLE_KEY).await? {
+            Some(entries) => entries,
+            None => {
+                let first = vec![MountEntry::new(
+                    "database/",
+                    "database",
+                    "PostgreSQL credentials",
+                )];
+                self.storage.put_json(TABLE_KEY, &first).await?;
+                first
+            }
+        };
+        for entry in entries {
+            let backend = (self.factory)(&entry)?;
+            self.table.write().expect("mount table").push(Mounted {
+                entry,
+                backend: Arc::new(backend),
+                builtin: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// The mount serving `path` (longest prefix), its backend and the path
+    /// below it.
+    pub fn find(&self, path: &str) -> Option<(MountEntry, Arc<Backend>, String)> {
+        let table = self.table.read().expect("mount table");
+        table
+            .iter()
+            .filter(|m| path.starts_with(&m.entry.path) || format!("{path}/") == m.entry.path)
+            .max_by_key(|m| m.entry.path.len())
+            .map(|m| {
+                let rest = path.get(m.entry.path.len()..).unwrap_or("").to_string();
+                (m.entry.clone(), Arc::clone(&m.backend), rest)
+            })
+    }
+
+    /// Every mount, built-ins included, sorted by path.
+    pub fn entries(&self) -> Vec<MountEntry> {
+        let mut entries: Vec<MountEntry> = self
+            .table
+            .read()
+            .expect("mount table")
+            .iter()
+            .map(|m| m.entry.clone())
+            .collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        entries
+    }
+
+    /// Every mount with its backend (for help and OpenAPI).
+    pub fn backends(&self) -> Vec<(MountEntry, Arc<Backend>)> {
+        let mut all: Vec<(MountEntry, Arc<Backend>)> = self
+            .table
+            .read()
+            .expect("mount table")
+            .iter()
+            .map(|m| (m.entry.clone(), Arc::clone(&m.backend)))
+            .collect();
+        all.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        all
+    }
+
+    pub fn get(&self, path: &str) -> Option<MountEntry> {
+        let path = normalize(path);
+        self.table
+            .read()
+            .expect("mount table")
+            .iter()
+            .find(|m| m.entry.path == path)
+            .map(|m| m.entry.clone())
+    }
+
+    /// Enables an engine at `path`; nothing changes when it fails.
+    pub async fn enable(&self, mut entry: MountEntry) -> Result<(), Error> {
+        entry.path = check_path(&entry.path)?;
+        if !ENGINE_TYPES.contains(&entry.kind.as_str()) {
+            return Err(Error::UnknownEngine { kind: entry.kind });
+        }
+        if let Some(conflict) = self.table.read().expect("mount table").iter().find(|m| {
+            m.entry.path.starts_with(&entry.path) || entry.path.starts_with(&m.entry.path)
+        }) {
+            return Err(Error::MountInUse {
+                path: conflict.entry.path.clone(),
+            });
+        }
+        let backend = (self.factory)(&entry)?;
+        let mut persisted = self.persisted();
+        persisted.push(entry.clone());
+        self.storage.put_json(TABLE_KEY, &persisted).await?;
+        self.table.write().expect("mount table").push(Mounted {
+            entry,
+            backend: Arc::new(backend),
+            builtin: false,
+        });
+        Ok(())
+    }
+
+    /// Removes an engine mount and its storage. Absent is not an error.
+    pub async fn disable(&self, path: &str) -> Result<Option<MountEntry>, Error> {
+        let path = normalize(path);
+        let Some(entry) = self.get(&path) else {
+            return Ok(None);
+        };
+        if self.is_builtin(&path) {
+            return Err(Error::ProtectedMount { path });
+        }
+        let persisted: Vec<MountEntry> = self
+            .persisted()
+            .into_iter()
+            .filter(|m| m.path != path)
+            .collect();
+        self.storage.put_json(TABLE_KEY, &persisted).await?;
+        self.table
+            .write()
+            .expect("mount table")
+            .retain(|m| m.entry.path != path);
+        // The engine's data goes with its mount, as in Vault.
+        let prefix = entry.storage_prefix();
+        let mut start = prefix.clone();
+        let end = format!("{}\u{10ffff}", prefix);
+        loop {
+            let batch = self.storage.scan(&start, &end, 1000).await?;
+            if batch.is_empty() {
+                break;
+            }
+            start = format!("{}\0", batch.last().expect("non-empty").0);
+            let ops = batch
+                .into_iter()
+                .map(|(key, _)| crate::storage::Op::Delete { key })
+                .collect();
+            self.storage.apply(ops).await?;
+        }
+        Ok(Some(entry))
+    }
+
+    /// Changes a mount's lease TTLs.
+    pub async fn tune(&self, path: &str, config: MountConfig) -> Result<(), Error> {
+        let path = normalize(path);
+        if self.get(&path).is_none() {
+            return Err(Error::NoMount { path });
+        }
+        let persisted: Vec<MountEntry> = self
+            .persisted()
+            .into_iter()
+            .map(|mut m| {
+                if m.path == path {
+                    m.config = config;
+                }
+                m
+            })
+            .collect();
+        self.storage.put_json(TABLE_KEY, &persisted).await?;
+        for m in self.table.write().expect("mount table").iter_mut() {
+            if m.entry.path == path {
+                m.entry.config = config;
+            }
+        }
+        Ok(())
+    }
+
+    fn is_builtin(&self, path: &str) -> bool {
+        self.table
+            .read()
+            .expect("mount table")
+            .iter()
+            .any(|m| m.entry.path == path && m.builtin)
+    }
+
+    fn persisted(&self) -> Vec<MountEntry> {
+        self.table
+            .read()
+            .expect("mount table")
+            .iter()
+            .filter(|m| !m.builtin)
+            .map(|m| m.entry.clone())
+            .collect()
+    }
+}
+
+/// `database` -> `database/`.
+pub fn normalize(path: &str) -> String {
+    let trimmed = path.trim_matches('/');
+    format!("{trimmed}/")
+}
+
+/// Validates a new mount path and returns it normalised.
+fn check_path(path: &str) -> Result<String, Error> {
+    let path = normalize(path);
+    let name_ok = |segment: &str| {
+        !segment.is_empty()
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && segment != "."
+            && segment != ".."
+    };
+    if path == "/" || !path.trim_end_matches('/').split('/').all(name_ok) {
+        return Err(Error::InvalidMountPath {
+            path,
+            reason: "use path segments of letters, digits, '-', '_' and '.'",
+        });
+    }
+    if path.starts_with("sys/") || path.starts_with("auth/") || path.starts_with("v1/") {
+        return Err(Error::InvalidMountPath {
+            path,
+            reason: "paths under sys/ and auth/ are reserved",
+        });
+    }
+    Ok(path)
+}

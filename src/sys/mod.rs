@@ -1,0 +1,69 @@
+//! Built-in `sys/` routes (health, seal status, leader, policies,
+//! capabilities) and the `auth/token/` routes. The router adds the mount
+//! table and OpenAPI routes to `sys/` itself.
+
+pub mod health;
+pub mod policy;
+pub mod token;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{PolicyStore, TokenStore};
+use crate::storage::Storage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid {field}: {reason}")]
+    InvalidTtl { field: &'static str, reason: String },
+    #[error("invalid value {value:?} for query parameter {name:?}: {expected}")]
+    BadQueryParameter {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("paths must be supplied")]
+    PathsRequired,
+    #[error("missing policy: give the policy text in the \"policy\" field")]
+    PolicyTextRequired,
+    #[error("missing token: give it in the \"token\" field")]
+    TokenRequired,
+    #[error("missing accessor: give it in the \"accessor\" field")]
+    AccessorRequired,
+    #[error("invalid accessor")]
+    UnknownAccessor,
+}
+
+/// Identity of this pgsecrets installation, created at initialisation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub name: String,
+    pub id: String,
+}
+
+const CLUSTER_KEY: &str = "core/cluster";
+
+impl ClusterInfo {
+    /// Loads the installation's identity, creating it on first start.
+    pub async fn load_or_create(storage: &Storage) -> Result<ClusterInfo, crate::storage::Error> {
+        if let Some(info) = storage.get_json::<ClusterInfo>(CLUSTER_KEY).await? {
+            return Ok(info);
+        }
+        let id = crate::random::uuid();
+        let info = ClusterInfo {
+            name: format!("pgsecrets-cluster-{}", &id[..8]),
+            id,
+        };
+        storage.put_json(CLUSTER_KEY, &info).await?;
+        Ok(info)
+    }
+}
+
+/// What the built-in routes read.
+pub struct SysState {
+    pub storage: Storage,
+    pub tokens: TokenStore,
+    pub policies: PolicyStore,
+    pub cluster: ClusterInfo,
+    /// When this server became active (RFC 3339), for `sys/leader`.
+    pub active_since: String,
+}

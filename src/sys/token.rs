@@ -1,0 +1,338 @@
+//! The `auth/token/` routes: create, look up, renew and revoke tokens.
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+
+use super::{Error, SysState};
+use crate::auth::{self, NewToken, TokenEntry};
+use crate::logical::{handler, Field, Operation, Request, Response, Route};
+use crate::Error as AnyError;
+
+pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
+    let create_fields = || {
+        vec![
+            Field::string("id", "Value of the new token (default: random). Root only in Vault; allowed for any creator here."),
+            Field::list("policies", "Policies of the new token; a non-root creator may only give its own."),
+            Field::map("meta", "Metadata kept with the token and returned by lookups."),
+            Field::bool("no_parent", "Create an orphan (root tokens only)."),
+            Field::bool("no_default_policy", "Do not attach the `default` policy."),
+            Field::bool("renewable", "Whether the token can be renewed.").default(json!(true)),
+            Field::duration("ttl", "TTL of the token (default 768h)."),
+            Field::duration("lease", "Old name of `ttl`."),
+            Field::duration("explicit_max_ttl", "Hard limit on the token's life, renewals included."),
+            Field::duration("period", "Make a periodic token: every renewal extends it by this much."),
+            Field::string("type", "Token type; only `service` is supported."),
+            Field::string("display_name", "Name shown in lookups."),
+            Field::int("num_uses", "Number of requests the token may make (0 = unlimited)."),
+            Field::string("entity_alias", "Accepted for compatibility; ignored."),
+        ]
+    };
+    let mut create = Route::new("create", "Create a token.", CREATE_HELP).op(
+        Operation::Write,
+        "Create a child token of the calling token.",
+        handler(state, create_token),
+    );
+    create.fields = create_fields();
+    let mut orphan = Route::new("create-orphan", "Create an orphan token.", CREATE_HELP).op(
+        Operation::Write,
+        "Create a token with no parent.",
+        handler(state, create_orphan),
+    );
+    orphan.fields = create_fields();
+    vec![
+        create,
+        orphan,
+        Route::new("lookup-self", "Look up the calling token.", LOOKUP_HELP)
+            .op(
+                Operation::Read,
+                "Look up the calling token.",
+                handler(state, lookup_self),
+            )
+            .op(
+                Operation::Write,
+                "Look up the calling token (POST form).",
+                handler(state, lookup_self),
+            ),
+        Route::new("lookup", "Look up a token by value.", LOOKUP_HELP)
+            .field(Field::string("token", "The token to look up.").sensitive())
+            .op(
+                Operation::Write,
+                "Look up the given token.",
+                handler(state, lookup),
+            ),
+        Route::new(
+            "lookup-accessor",
+            "Look up a token by accessor.",
+            LOOKUP_HELP,
+        )
+        .field(Field::string(
+            "accessor",
+            "The accessor of the token to look up.",
+        ))
+        .op(
+            Operation::Write,
+            "Look up the token with this accessor.",
+            handler(state, lookup_accessor),
+        ),
+        Route::new("renew-self", "Renew the calling token.", RENEW_HELP)
+            .field(Field::duration(
+                "increment",
+                "Requested new TTL, counted from now.",
+            ))
+            .op(
+                Operation::Write,
+                "Renew the calling token.",
+                handler(state, renew_self),
+            ),
+        Route::new("renew", "Renew a token.", RENEW_HELP)
+            .field(Field::string("token", "The token to renew.").sensitive())
+            .field(Field::duration(
+                "increment",
+                "Requested new TTL, counted from now.",
+            ))
+            .op(
+                Operation::Write,
+                "Renew the given token.",
+                handler(state, renew),
+            ),
+        Route::new("revoke-self", "Revoke the calling token.", REVOKE_HELP).op(
+            Operation::Write,
+            "Revoke the calling token and its children.",
+            handler(state, revoke_self),
+        ),
+        Route::new("revoke", "Revoke a token.", REVOKE_HELP)
+            .field(Field::string("token", "The token to revoke.").sensitive())
+            .op(
+                Operation::Write,
+                "Revoke the given token and its children.",
+                handler(state, revoke),
+            ),
+        Route::new(
+            "revoke-accessor",
+            "Revoke a token by accessor.",
+            REVOKE_HELP,
+        )
+        .field(Field::string(
+            "accessor",
+            "The accessor of the token to revoke.",
+        ))
+        .op(
+            Operation::Write,
+            "Revoke the token with this accessor.",
+            handler(state, revoke_accessor),
+        ),
+    ]
+}
+
+async fn caller_entry(state: &SysState, req: &Request) -> Result<TokenEntry, AnyError> {
+    let hash = req
+        .caller
+        .token_hash
+        .as_deref()
+        .ok_or(auth::Error::PermissionDenied)?;
+    Ok(state
+        .tokens
+        .lookup_hash(hash)
+        .await?
+        .ok_or(auth::Error::PermissionDenied)?)
+}
+
+fn new_token(req: &Request) -> Result<NewToken, AnyError> {
+    let f = &req.fields;
+    if let Some(kind) = f.str("type").filter(|t| !t.is_empty() && t != "service") {
+        return Err(auth::Error::UnsupportedTokenType(kind).into());
+    }
+    Ok(NewToken {
+        id: f.str("id").filter(|s| !s.is_empty()),
+        policies: f.list("policies").unwrap_or_default(),
+        meta: f.map("meta"),
+        display_name: f.str("display_name").unwrap_or_default(),
+        num_uses: f.int("num_uses").unwrap_or(0),
+        ttl: f.duration("ttl").or_else(|| f.duration("lease")),
+        explicit_max_ttl: f.duration("explicit_max_ttl").unwrap_or(0),
+        period: f.duration("period").unwrap_or(0),
+        renewable: f.bool("renewable").unwrap_or(true),
+        no_parent: f.bool("no_parent").unwrap_or(false),
+        no_default_policy: f.bool("no_default_policy").unwrap_or(false),
+    })
+}
+
+/// The `auth` block Vault clients parse after create and renew.
+fn auth_block(token: &str, entry: &TokenEntry) -> Value {
+    let now = Utc::now().timestamp();
+    json!({
+        "client_token": token,
+        "accessor": entry.accessor,
+        "policies": entry.policies,
+        "token_policies": entry.policies,
+        "metadata": entry.meta,
+        "lease_duration": entry.ttl(now),
+        "renewable": entry.renewable,
+        "entity_id": "",
+        "token_type": "service",
+        "orphan": entry.orphan,
+        "num_uses": entry.num_uses,
+        "mfa_requirement": null,
+    })
+}
+
+fn auth_response(token: &str, entry: &TokenEntry) -> Response {
+    Response {
+        auth: Some(auth_block(token, entry)),
+        ..Response::default()
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    Utc.timestamp_opt(unix, 0)
+        .single()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+fn lookup_data(id: &str, entry: &TokenEntry) -> Response {
+    let now = Utc::now().timestamp();
+    let mut data = json!({
+        "id": id,
+        "accessor": entry.accessor,
+        "policies": entry.policies,
+        "path": entry.path,
+        "meta": entry.meta,
+        "display_name": entry.display_name,
+        "num_uses": entry.num_uses,
+        "orphan": entry.orphan,
+        "creation_time": entry.creation_time,
+        "creation_ttl": entry.creation_ttl,
+        "expire_time": entry.expire_time.map(rfc3339),
+        "ttl": entry.ttl(now),
+        "explicit_max_ttl": entry.explicit_max_ttl,
+        "entity_id": "",
+        "type": "service",
+        "issue_time": rfc3339(entry.creation_time),
+        "renewable": entry.renewable,
+    });
+    if let Some(last) = entry.last_renewal {
+        data["last_renewal"] = json!(rfc3339(last));
+        data["last_renewal_time"] = json!(last);
+    }
+    if entry.period > 0 {
+        data["period"] = json!(entry.period);
+    }
+    Response::json(data)
+}
+
+async fn create_token(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let parent = caller_entry(&state, &req).await?;
+    let request = new_token(&req)?;
+    if request.no_parent && !parent.is_root() {
+        return Err(auth::Error::RootPolicyNeedsRoot.into());
+    }
+    let (token, entry) = state.tokens.create(Some(&parent), request).await?;
+    Ok(auth_response(&token, &entry))
+}
+
+async fn create_orphan(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let parent = caller_entry(&state, &req).await?;
+    let mut request = new_token(&req)?;
+    request.no_parent = true;
+    let (token, entry) = state.tokens.create(Some(&parent), request).await?;
+    Ok(auth_response(&token, &entry))
+}
+
+async fn lookup_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let entry = caller_entry(&state, &req).await?;
+    Ok(lookup_data(
+        req.caller.token.as_deref().unwrap_or(""),
+        &entry,
+    ))
+}
+
+async fn given_token(state: &SysState, req: &Request) -> Result<(String, TokenEntry), AnyError> {
+    let token = req
+        .fields
+        .str("token")
+        .filter(|t| !t.is_empty())
+        .ok_or(Error::TokenRequired)?;
+    let entry = state
+        .tokens
+        .lookup(&token)
+        .await?
+        .ok_or(auth::Error::BadToken)?;
+    Ok((token, entry))
+}
+
+async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let (token, entry) = given_token(&state, &req).await?;
+    Ok(lookup_data(&token, &entry))
+}
+
+async fn accessor_entry(state: &SysState, req: &Request) -> Result<TokenEntry, AnyError> {
+    let accessor = req
+        .fields
+        .str("accessor")
+        .filter(|a| !a.is_empty())
+        .ok_or(Error::AccessorRequired)?;
+    Ok(state
+        .tokens
+        .lookup_accessor(&accessor)
+        .await?
+        .ok_or(Error::UnknownAccessor)?)
+}
+
+async fn lookup_accessor(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let entry = accessor_entry(&state, &req).await?;
+    Ok(lookup_data("", &entry))
+}
+
+async fn renew_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let entry = caller_entry(&state, &req).await?;
+    let renewed = state
+        .tokens
+        .renew(&entry, req.fields.duration("increment").unwrap_or(0))
+        .await?;
+    Ok(auth_response(
+        req.caller.token.as_deref().unwrap_or(""),
+        &renewed,
+    ))
+}
+
+async fn renew(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let (token, entry) = given_token(&state, &req).await?;
+    let renewed = state
+        .tokens
+        .renew(&entry, req.fields.duration("increment").unwrap_or(0))
+        .await?;
+    Ok(auth_response(&token, &renewed))
+}
+
+async fn revoke_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let entry = caller_entry(&state, &req).await?;
+    state.tokens.revoke(&entry).await?;
+    Ok(Response::empty())
+}
+
+async fn revoke(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let token = req
+        .fields
+        .str("token")
+        .filter(|t| !t.is_empty())
+        .ok_or(Error::TokenRequired)?;
+    // Revoking a token that does not exist succeeds, as in Vault.
+    if let Some(entry) = state.tokens.lookup(&token).await? {
+        state.tokens.revoke(&entry).await?;
+    }
+    Ok(Response::empty())
+}
+
+async fn revoke_accessor(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let entry = accessor_entry(&state, &req).await?;
+    state.tokens.revoke(&entry).await?;
+    Ok(Response::empty())
+}
+
+const CREATE_HELP: &str = "Creates a service token. The new token is a child of the calling token (revoked with it) unless it is an orphan. Its policies default to the creator's; a non-root creator may only give policies it holds. The `default` policy is added unless `no_default_policy` is set. TTL defaults to 768h; `explicit_max_ttl` caps renewals; `period` makes a periodic token. The response carries the token in `auth.client_token`; it is shown once and stored only as a hash.";
+const LOOKUP_HELP: &str = "Returns a token's properties: policies, TTL, expiry, uses left, metadata. An unknown or expired token answers 403.";
+const RENEW_HELP: &str = "Extends a token's TTL from now by `increment` (default: its original TTL), capped by `explicit_max_ttl` and the system maximum from its creation. Tokens that never expire cannot be renewed.";
+const REVOKE_HELP: &str = "Revokes a token and every token created from it (except orphans). Revoking a token that does not exist succeeds.";

@@ -1,0 +1,130 @@
+//! The one place an error becomes an HTTP status and `{"errors": [...]}`.
+//!
+//! The `match` is exhaustive on purpose: a new error variant does not compile
+//! until someone decides its status. 4xx messages tell the caller what to
+//! fix; 5xx bodies say only "internal error" (the cause is logged with the
+//! request id), so no secret or internal detail leaks.
+
+use axum::http::StatusCode;
+
+use super::RequestError;
+use crate::{auth, engine, router, sys, Error};
+
+/// How Vault wraps some errors ("1 error occurred:"); scripts grep these.
+fn wrapped(message: &str) -> String {
+    format!("1 error occurred:\n\t* {message}\n\n")
+}
+
+/// Status and the messages of the `errors` array.
+pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
+    let bad = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, vec![e.to_string()]);
+    let internal = || {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec![wrapped("internal error")],
+        )
+    };
+    match error {
+        Error::Request(e) => match e {
+            RequestError::NotFound => (StatusCode::NOT_FOUND, vec![]),
+            RequestError::RelativePath
+            | RequestError::BadPathCharacters
+            | RequestError::WriteToDirectory
+            | RequestError::BadListParameter(_)
+            | RequestError::BadJson(_)
+            | RequestError::BodyRead(_)
+            | RequestError::WrappingNotSupported => bad(e),
+            RequestError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                vec![wrapped(&e.to_string())],
+            ),
+            RequestError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, vec![e.to_string()])
+            }
+            RequestError::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, vec![e.to_string()]),
+            RequestError::NamespaceNotFound => (StatusCode::NOT_FOUND, vec![e.to_string()]),
+        },
+        Error::Field(e) => bad(e),
+        Error::Router(e) => match e {
+            router::Error::MissingToken => (StatusCode::FORBIDDEN, vec![e.to_string()]),
+            router::Error::PermissionDenied => {
+                (StatusCode::FORBIDDEN, vec![wrapped(&e.to_string())])
+            }
+            router::Error::NoHandler { .. } => (StatusCode::NOT_FOUND, vec![e.to_string()]),
+            router::Error::UnsupportedPath => {
+                (StatusCode::NOT_FOUND, vec![wrapped(&e.to_string())])
+            }
+            router::Error::UnsupportedOperation => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                vec![wrapped(&e.to_string())],
+            ),
+            router::Error::MountInUse { .. }
+            | router::Error::UnknownEngine { .. }
+            | router::Error::NoMount { .. }
+            | router::Error::ProtectedMount { .. }
+            | router::Error::InvalidMountPath { .. }
+            | router::Error::MountLeases(_) => bad(e),
+            router::Error::Storage(_) => internal(),
+        },
+        Error::Auth(e) => match e {
+            auth::Error::PermissionDenied | auth::Error::BadToken => {
+                (StatusCode::FORBIDDEN, vec![e.to_string()])
+            }
+            auth::Error::InvalidPolicy(_)
+            | auth::Error::EmptyPolicyName
+            | auth::Error::InvalidPolicyName { .. }
+            | auth::Error::CannotUpdateRoot
+            | auth::Error::CannotDeleteRoot
+            | auth::Error::CannotDeleteDefault
+            | auth::Error::PoliciesNotSubset { .. }
+            | auth::Error::RootPolicyNeedsRoot
+            | auth::Error::NotRenewable
+            | auth::Error::TokenIdInUse
+            | auth::Error::BadTokenId
+            | auth::Error::NegativeUses
+            | auth::Error::UnsupportedTokenType(_) => bad(e),
+            auth::Error::Storage(_) => internal(),
+        },
+        Error::Sys(e) => match e {
+            sys::Error::InvalidTtl { .. }
+            | sys::Error::BadQueryParameter { .. }
+            | sys::Error::PathsRequired
+            | sys::Error::PolicyTextRequired
+            | sys::Error::TokenRequired
+            | sys::Error::AccessorRequired
+            | sys::Error::UnknownAccessor => bad(e),
+        },
+        Error::Engine(e) => match e {
+            engine::Error::ClusterNotFound { .. }
+            | engine::Error::DatabaseNotFound { .. }
+            | engine::Error::RoleNotFound { .. } => (StatusCode::NOT_FOUND, vec![e.to_string()]),
+            engine::Error::ClusterDisabled { .. }
+            | engine::Error::DatabaseDisabled { .. }
+            | engine::Error::ClusterNameTaken { .. }
+            | engine::Error::DatabaseExists { .. }
+            | engine::Error::DatabaseMissing { .. }
+            | engine::Error::InvalidField { .. }
+            | engine::Error::MissingField { .. }
+            | engine::Error::RootCannotCreateRoles { .. }
+            | engine::Error::RootCannotCreateDatabases { .. }
+            | engine::Error::RootCredentialsRejected { .. }
+            | engine::Error::StoredCredentialsRejected { .. }
+            | engine::Error::NotDisabled { .. }
+            | engine::Error::Refused { .. } => bad(e),
+            engine::Error::Unreachable { .. }
+            | engine::Error::Tls(_)
+            | engine::Error::Postgres(_) => (StatusCode::BAD_GATEWAY, vec![e.to_string()]),
+            engine::Error::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, vec![e.to_string()]),
+            engine::Error::Busy { .. } | engine::Error::RotationUnresolved { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, vec![e.to_string()])
+            }
+            engine::Error::Fault { .. } | engine::Error::Storage(_) => internal(),
+        },
+        Error::Storage(_) => internal(),
+    }
+}
+
+/// Whether the full cause should be logged (a server-side failure).
+pub fn is_internal(error: &Error) -> bool {
+    classify(error).0.is_server_error()
+}

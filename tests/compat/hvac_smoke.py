@@ -1,0 +1,82 @@
+"""Drives a running pgsecrets server with the real `hvac` client.
+
+Run by tests/it/hvac.rs with VAULT_ADDR and VAULT_TOKEN (root) set. Every
+check compares values; any failure raises and exits non-zero.
+"""
+import os
+import sys
+
+import hvac
+import hvac.exceptions
+
+addr = os.environ["VAULT_ADDR"]
+root = hvac.Client(url=addr, token=os.environ["VAULT_TOKEN"])
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+    print("ok:", what)
+
+
+# Health: hvac's default is HEAD, which returns the raw response.
+head = root.sys.read_health_status()
+check(head.status_code == 200, "HEAD sys/health answers 200")
+health = root.sys.read_health_status(method="GET")
+check(health["initialized"] is True and health["sealed"] is False, "GET sys/health body")
+check(root.sys.is_initialized() is True, "sys.is_initialized")
+check(root.sys.is_sealed() is False, "sys.is_sealed")
+
+check(root.is_authenticated(), "root token is authenticated")
+check(not hvac.Client(url=addr, token="pgs.bogus").is_authenticated(), "a bogus token is not")
+
+# Policies.
+root.sys.create_or_update_policy(
+    name="hvac-reader",
+    policy='path "sys/mounts" { capabilities = ["read"] }\npath "database/info" { capabilities = ["read"] }',
+)
+check("hvac-reader" in root.sys.list_policies()["data"]["policies"], "policy listed")
+check('sys/mounts' in root.sys.read_policy("hvac-reader")["data"]["rules"], "policy read back")
+acl = root.sys.list_acl_policies()["data"]["keys"]
+check("hvac-reader" in acl and "root" in acl, "sys.list_acl_policies")
+
+# Token with that policy.
+created = root.auth.token.create(policies=["hvac-reader"], ttl="1h")
+token = created["auth"]["client_token"]
+check(sorted(created["auth"]["policies"]) == ["default", "hvac-reader"], "token policies")
+user = hvac.Client(url=addr, token=token)
+check(user.is_authenticated(), "new token is authenticated")
+me = user.auth.token.lookup_self()["data"]
+check(me["id"] == token and 3590 <= me["ttl"] <= 3600, "lookup_self id and ttl")
+renewed = user.auth.token.renew_self(increment="2h")
+check(renewed["auth"]["lease_duration"] >= 7190, "renew_self extends")
+
+# Mounts.
+mounts = user.sys.list_mounted_secrets_engines()
+check(mounts["data"]["database/"]["type"] == "database", "database/ is mounted")
+root.sys.enable_secrets_engine("database", path="hvac-db2")
+check("hvac-db2/" in root.sys.list_mounted_secrets_engines()["data"], "enable_secrets_engine")
+root.sys.disable_secrets_engine("hvac-db2")
+check("hvac-db2/" not in root.sys.list_mounted_secrets_engines()["data"], "disable_secrets_engine")
+
+# Errors map to hvac's exception classes.
+try:
+    user.sys.create_or_update_policy(name="escalate", policy='path "*" { capabilities = ["sudo"] }')
+    raise AssertionError("a write outside the policy was allowed")
+except hvac.exceptions.Forbidden:
+    print("ok: Forbidden for a path the policy does not grant")
+try:
+    root.adapter.get("/v1/database/no/such/route")
+    raise AssertionError("an unknown route answered")
+except hvac.exceptions.InvalidPath:
+    print("ok: InvalidPath for an unknown route")
+try:
+    root.sys.create_or_update_policy(name="broken", policy='path "x" { capabilities = ["fly"] }')
+    raise AssertionError("an invalid policy was accepted")
+except hvac.exceptions.InvalidRequest as e:
+    check("fly" in str(e), "InvalidRequest names the bad capability")
+
+user.auth.token.revoke_self()
+check(not user.is_authenticated(), "revoke_self ends the token")
+print("hvac compatibility: all checks passed")
+sys.exit(0)

@@ -1,0 +1,322 @@
+//! The `pgsecrets` binary as a user runs it: dev mode, operator init,
+//! production server, shutdown, and the README's examples.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
+}
+
+/// Reads the child's stdout until a line contains `marker`; returns all lines read.
+fn read_until(child: &mut Child, marker: &str) -> Vec<String> {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let done = line.contains(marker);
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+    panic!("output ended before {marker:?}: {lines:?}");
+}
+
+fn wait_healthy(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::blocking_get(&format!("{url}/v1/sys/health")) {
+            if r == 200 {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server at {url} never became healthy");
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal blocking GET, so these tests need no second HTTP client.
+mod reqwest {
+    pub fn blocking_get(url: &str) -> Result<u16, String> {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+            .output()
+            .map_err(|e| e.to_string())?;
+        String::from_utf8_lossy(&out.stdout)
+            .parse()
+            .map_err(|_| "no code".into())
+    }
+}
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn the_dev_server_prints_its_exports_serves_and_stops_on_sigterm() {
+    let port = free_port();
+    let mut child = binary()
+        .args([
+            "server",
+            "-dev",
+            "-dev-listen-address",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("VAULT_DEV_ROOT_TOKEN_ID", "dev-root-token-1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = read_until(&mut child, "Root Token:").join("\n");
+    let url = format!("http://127.0.0.1:{port}");
+    assert!(
+        lines.contains(&format!("export VAULT_ADDR='{url}'")),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("export VAULT_TOKEN='dev-root-token-1'"),
+        "{lines}"
+    );
+    wait_healthy(&url);
+    let (code, body) = curl(&[
+        "-H",
+        "X-Vault-Token: dev-root-token-1",
+        &format!("{url}/v1/sys/mounts"),
+    ]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"database/\""), "{body}");
+    sigterm(&child);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn operator_init_then_server_keeps_state_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("pgsecrets.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listener]\naddress = \"127.0.0.1:{port}\"\n[storage]\nbackend = \"sqlite\"\npath = \"data/pgsecrets.db\"\n[seal]\nkey_file = \"data/unseal.key\"\n"
+        ),
+    )
+    .unwrap();
+    let out = binary()
+        .args(["operator", "init", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let root = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Root Token: "))
+        .expect("root token printed")
+        .to_string();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("data/unseal.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let again = binary()
+        .args(["operator", "init", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already initialised"));
+
+    let url = format!("http://127.0.0.1:{port}");
+    for round in 0..2 {
+        let mut child = binary()
+            .args(["server", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_healthy(&url);
+        if round == 0 {
+            let (code, body) = curl(&[
+                "-X",
+                "POST",
+                "-H",
+                &format!("X-Vault-Token: {root}"),
+                "-d",
+                r#"{"policy": "path \"sys/mounts\" { capabilities = [\"read\"] }"}"#,
+                &format!("{url}/v1/sys/policies/acl/survivor"),
+            ]);
+            assert_eq!(code, 204, "{body}");
+        }
+        let (code, body) = curl(&[
+            "-H",
+            &format!("X-Vault-Token: {root}"),
+            &format!("{url}/v1/sys/policies/acl/survivor"),
+        ]);
+        assert_eq!(code, 200, "round {round}: {body}");
+        sigterm(&child);
+        assert!(wait_exit(&mut child).success());
+    }
+}
+
+#[test]
+fn a_server_without_init_or_with_a_bad_config_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[storage]\nbackend = \"sqlite\"\npath = \"x.db\"\n[seal]\nkey_file = \"k\"\n",
+    )
+    .unwrap();
+    let out = binary()
+        .args(["server", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("operator init"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&config, "[storage]\nbackend = \"etcd\"\n").unwrap();
+    let out = binary()
+        .args(["server", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"etcd\" is unknown"));
+}
+
+/// Runs the README's `sh` blocks marked `<!-- readme-test -->` against a dev server.
+#[test]
+fn the_readme_examples_work() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut scripts = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(at) = rest.find("<!-- readme-test -->") {
+        rest = &rest[at..];
+        let start = rest.find("```sh\n").expect("a sh block follows the marker") + 6;
+        let end = rest[start..].find("```").unwrap() + start;
+        scripts.push(rest[start..end].to_string());
+        rest = &rest[end..];
+    }
+    assert!(!scripts.is_empty(), "README has no tested examples");
+    let port = free_port();
+    let mut child = binary()
+        .args([
+            "server",
+            "--dev",
+            "--dev-listen-address",
+            &format!("127.0.0.1:{port}"),
+            "--dev-root-token-id",
+            "readme-root",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    read_until(&mut child, "Root Token:");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&url);
+    for script in scripts {
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("VAULT_ADDR", &url)
+            .env("VAULT_TOKEN", "readme-root")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "README example failed:\n{script}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    sigterm(&child);
+    wait_exit(&mut child);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let port = free_port();
+    let mut child = binary()
+        .args([
+            "server",
+            "--dev",
+            "--dev-listen-address",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    read_until(&mut child, "Root Token:");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&url);
+    sigterm(&child);
+    wait_exit(&mut child);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no logs");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("fields").is_some(),
+            "{line}"
+        );
+    }
+    assert!(
+        stderr.contains("/v1/sys/health"),
+        "requests are logged: {stderr}"
+    );
+}

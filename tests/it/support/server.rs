@@ -1,0 +1,171 @@
+//! A pgsecrets server started in-process on `127.0.0.1:0` and driven over HTTP.
+
+use std::sync::Arc;
+
+use pgsecrets::server;
+use pgsecrets::storage::Storage;
+use pgsecrets::wire::WireConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    pub url: String,
+    /// The storage it serves, to start another server on after a "crash".
+    pub storage: Storage,
+    pub root_token: String,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A response as a test looks at it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?} {}", self.status, self.text))
+    }
+    /// The first error message.
+    pub fn error(&self) -> String {
+        self.json()["errors"][0].as_str().unwrap_or("").to_string()
+    }
+    pub fn data(&self) -> Value {
+        self.json()["data"].clone()
+    }
+}
+
+impl TestServer {
+    /// Fresh in-memory storage.
+    pub async fn start() -> TestServer {
+        let (storage, root) = server::fresh_inmem(None).await.expect("fresh storage");
+        TestServer::start_on(storage, root, 32 * 1024 * 1024).await
+    }
+
+    pub async fn start_with_limit(max_request_size: usize) -> TestServer {
+        let (storage, root) = server::fresh_inmem(None).await.expect("fresh storage");
+        TestServer::start_on(storage, root, max_request_size).await
+    }
+
+    /// Serves already-initialised storage.
+    pub async fn start_on(
+        storage: Storage,
+        root_token: String,
+        max_request_size: usize,
+    ) -> TestServer {
+        let router = server::assemble(storage.clone()).await.expect("assemble");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::serve(
+                listener,
+                Arc::clone(&router),
+                WireConfig { max_request_size },
+                None,
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+            .expect("serve");
+        });
+        TestServer {
+            url,
+            storage,
+            root_token,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops serving and waits until the server has finished.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut builder = self.client.request(
+            method,
+            format!("{}/v1/{}", self.url, path.trim_start_matches('/')),
+        );
+        if let Some(token) = token {
+            builder = builder.header("X-Vault-Token", token);
+        }
+        if let Some(body) = body {
+            builder = builder.json(&body);
+        }
+        let response = builder.send().await.expect("request sent");
+        Reply {
+            status: response.status(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap_or_default(),
+        }
+    }
+
+    pub async fn read(&self, path: &str) -> Reply {
+        self.request("GET", path, Some(&self.root_token), None)
+            .await
+    }
+    pub async fn write(&self, path: &str, body: Value) -> Reply {
+        self.request("POST", path, Some(&self.root_token), Some(body))
+            .await
+    }
+    pub async fn list(&self, path: &str) -> Reply {
+        self.request("LIST", path, Some(&self.root_token), None)
+            .await
+    }
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.request("DELETE", path, Some(&self.root_token), None)
+            .await
+    }
+
+    pub async fn read_as(&self, token: &str, path: &str) -> Reply {
+        self.request("GET", path, Some(token), None).await
+    }
+    pub async fn write_as(&self, token: &str, path: &str, body: Value) -> Reply {
+        self.request("POST", path, Some(token), Some(body)).await
+    }
+
+    /// Creates a token with the given policies and returns it.
+    pub async fn token_with(&self, policies: &[&str]) -> String {
+        let r = self
+            .write(
+                "auth/token/create",
+                serde_json::json!({"policies": policies}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.json()["auth"]["client_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
