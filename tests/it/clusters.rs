@@ -512,10 +512,15 @@ async fn a_disabled_cluster_whose_password_was_changed_by_hand_stays_disabled() 
         .batch_execute(&format!("ALTER ROLE \"{user}\" PASSWORD 'changed-by-hand'"))
         .await
         .unwrap();
-    let r = s.write("database/cluster/dis2", json!({"ssl_mode": "disable"})).await;
+    let r = s
+        .write("database/cluster/dis2", json!({"ssl_mode": "disable"}))
+        .await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.error().contains("no longer work"), "{}", r.text);
-    assert_eq!(s.read("database/cluster/dis2").await.data()["state"], "disabled");
+    assert_eq!(
+        s.read("database/cluster/dis2").await.data()["state"],
+        "disabled"
+    );
 }
 
 #[tokio::test]
@@ -523,8 +528,18 @@ async fn no_connection_is_left_open_after_disabling() {
     let pg = Pg::shared();
     let s = TestServer::start().await;
     let user = register(&s, pg, "leak1").await;
-    assert_eq!(s.write("database/cluster/leak1/leakdb", json!({})).await.status, 200);
-    assert_eq!(s.write("database/rotate-root/leak1", json!({})).await.status, 204);
+    assert_eq!(
+        s.write("database/cluster/leak1/leakdb", json!({}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.write("database/rotate-root/leak1", json!({}))
+            .await
+            .status,
+        204
+    );
     assert_eq!(s.delete("database/cluster/leak1").await.status, 204);
     let manage = s.read("database/cluster/leak1").await.data()["management_role"]
         .as_str()
