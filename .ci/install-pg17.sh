@@ -19,10 +19,17 @@ bin="$pkg/native/bin"
 
 say() { echo "install-pg17: $*" >&2; }
 
+# Whether program $1 runs and says it is PostgreSQL 17.x.
+is17() {
+    local v
+    v="$("$1" --version 2>/dev/null)" || return 1
+    case "$v" in *" 17."*) return 0 ;; esac
+    return 1
+}
+
 works() {
     [ -x "$bin/initdb" ] && [ -x "$bin/pg_ctl" ] && [ -x "$bin/postgres" ] || return 1
-    "$bin/postgres" --version 2>/dev/null | grep -q ' 17\.' || return 1
-    "$bin/initdb" --version 2>/dev/null | grep -q ' 17\.' || return 1
+    is17 "$bin/postgres" && is17 "$bin/initdb" && is17 "$bin/pg_ctl" || return 1
     if [ "$(id -u)" = 0 ] && id -u postgres >/dev/null 2>&1; then
         # The tests run the servers as `postgres` when they run as root.
         (cd / && runuser -u postgres -- "$bin/postgres" --version) >/dev/null 2>&1 || return 1
@@ -61,10 +68,10 @@ if ! works; then
         # A parent of the repository is closed to `postgres` (e.g. /root):
         # tests/it/support/pg.rs then copies the tree under /tmp itself.
         say "note: $bin is not reachable by the postgres user; the tests will use a copy under /tmp"
-        "$bin/postgres" --version | grep -q ' 17\.' && "$bin/initdb" --version | grep -q ' 17\.' || {
+        if ! { is17 "$bin/postgres" && is17 "$bin/initdb" && is17 "$bin/pg_ctl"; }; then
             say "PostgreSQL 17 binaries in $bin do not run"
             exit 1
-        }
+        fi
     else
         say "PostgreSQL 17 binaries in $bin do not run:"
         "$bin/postgres" --version >&2 || true

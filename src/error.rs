@@ -2,7 +2,7 @@
 //! layer, each wrapping that layer's own enum. `wire::error` maps it to an
 //! HTTP status in one exhaustive `match`.
 
-use crate::{auth, engine, logical::FieldError, router, storage, sys, wire};
+use crate::{auth, engine, lease, logical::FieldError, router, storage, sys, wire};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,6 +18,8 @@ pub enum Error {
     Sys(#[from] sys::Error),
     #[error(transparent)]
     Engine(#[from] engine::Error),
+    #[error(transparent)]
+    Lease(#[from] lease::Error),
     #[error(transparent)]
     Storage(#[from] storage::Error),
 }

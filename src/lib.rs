@@ -12,7 +12,9 @@
 //!   OpenAPI generated from the route tables.
 //! - [`sys`]: built-in `sys/` and `auth/token/` routes.
 //! - [`engine`]: the `database` secrets engine.
+//! - [`lease`]: leases on issued users: intents, expiry index, renew, revoke.
 //! - [`auth`]: hashed tokens, ACL policies.
+//! - [`postgres`]: connections, TLS, pools, SCRAM verifiers.
 //! - [`storage`]: the ordered key-value trait, its backends, the encryption barrier.
 //! - [`logical`]: plain types shared by every layer (operations, requests,
 //!   responses, routes, fields).
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod lease;
 pub mod logical;
 pub mod postgres;
 pub mod random;

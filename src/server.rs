@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{PolicyStore, TokenStore};
 use crate::config::{Config, SealConfig, StorageConfig, TlsConfig};
+use crate::lease::LeaseManager;
 use crate::router::{mounts::MountEntry, sys_routes, Backend, Mounts, Router};
 use crate::storage::{self, inmem::InMemBackend, sqlite::SqliteBackend, Storage};
 use crate::sys::{self, ClusterInfo, SysState};
@@ -180,23 +181,58 @@ pub async fn assemble(storage: Storage) -> Result<Arc<Router>, StartError> {
     let tokens = TokenStore::new(storage.clone());
     let policies = PolicyStore::new(storage.clone());
     policies.bootstrap().await?;
+    let leases = LeaseManager::new(storage.clone());
+    {
+        let leases = Arc::clone(&leases);
+        // A revoked or expired token takes its leases with it.
+        tokens.on_revoke(Arc::new(move |token_hash: String| {
+            let leases = Arc::clone(&leases);
+            tokio::spawn(async move {
+                if let Err(e) = leases.revoke_token(&token_hash).await {
+                    tracing::error!(error = %e, "cannot revoke the leases of a revoked token");
+                }
+            });
+        }));
+    }
     let engine_storage = storage.clone();
+    let engine_leases = Arc::clone(&leases);
     let mounts = Arc::new(Mounts::new(
         storage.clone(),
         Box::new(move |entry: &MountEntry| {
-            Ok(crate::engine::backend(engine_storage.clone(), entry))
+            Ok(crate::engine::backend(
+                engine_storage.clone(),
+                entry,
+                Arc::clone(&engine_leases),
+            ))
         }),
     ));
+    {
+        let leases = Arc::clone(&leases);
+        // Unmounting revokes every lease of the mount first; a failure keeps it.
+        mounts.on_unmount(Box::new(move |path: String| {
+            let leases = Arc::clone(&leases);
+            Box::pin(async move {
+                leases
+                    .revoke_prefix(&path, true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                leases.unregister(&path);
+                Ok(())
+            })
+        }));
+    }
     let state = Arc::new(SysState {
         storage: storage.clone(),
         tokens: tokens.clone(),
         policies: policies.clone(),
+        leases: Arc::clone(&leases),
         cluster,
         active_since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     let mut sys_routes_table = Vec::new();
     sys_routes_table.extend(sys::health::routes(&state));
     sys_routes_table.extend(sys::policy::routes(&state));
+    sys_routes_table.extend(sys::leases::routes(&state));
     sys_routes_table.extend(sys_routes::routes(&mounts));
     mounts.add_builtin(
         MountEntry::new(
@@ -206,20 +242,40 @@ pub async fn assemble(storage: Storage) -> Result<Arc<Router>, StartError> {
         ),
         Backend {
             routes: sys_routes_table,
+            tuning: None,
         },
     );
     mounts.add_builtin(
         MountEntry::new("auth/token/", "token", "token based credentials"),
         Backend {
             routes: sys::token::routes(&state),
+            tuning: None,
         },
     );
     mounts.load().await?;
+    let (shutdown, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(Arc::clone(&leases).run(stopped.clone()));
+    tokio::spawn(sweep_tokens(tokens.clone(), stopped));
     Ok(Arc::new(Router {
         mounts,
         tokens,
         policies,
+        leases,
+        _workers: shutdown,
     }))
+}
+
+/// Revokes expired tokens (and so their leases) every second.
+async fn sweep_tokens(tokens: TokenStore, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = tokens.sweep_expired(chrono::Utc::now().timestamp()).await {
+            tracing::error!(error = %e, "token expiry sweep failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stopped.changed() => return,
+        }
+    }
 }
 
 /// Loads the TLS certificate chain and key for the listener.

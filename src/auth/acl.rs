@@ -1,121 +1,147 @@
-//! Effective capabilities of a set of policies on a path, by Vault's rules:
-//! an exact pattern wins; otherwise the highest-priority matching glob alone
-//! decides; rules for the same pattern in several policies are merged, and
-//! `deny` wins within them.
+//! The effective capabilities of a set of policies on a request path, as
+//! Vault computes them (`vault/acl.go`, and the "priority matching" section
+//! of Vault's policies concept page):
+//!
+//! * Rules for the same pattern, from one or several policies, are merged:
+//!   their capabilities are united, and `deny` anywhere leaves only `deny`.
+//! * A rule without `*` or `+` segments applies to exactly its path and wins
+//!   over every glob.
+//! * Otherwise the matching glob with the highest priority alone decides. A
+//!   pattern `P1` has lower priority than `P2` when, in this order: its first
+//!   `+` or `*` comes earlier; it ends in `*` and `P2` does not; it has more
+//!   `+` segments; it is shorter; it is lexicographically smaller.
+//!
+//! A trailing `*` is a plain string-prefix match (`secret/fo*` matches
+//! `secret/foo/bar`). A `+` segment matches any one segment, the empty one
+//! included (`a/+/c` matches `a//c`), as in Vault.
+//!
+//! Paths ending in `/` are list requests and get Vault's list fallbacks: an
+//! exact rule for the path without the `/` applies, and globs are tried on
+//! the path without the `/` before the path itself.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
 
 use super::policy::{Capability, Policy};
 
+/// Compiled access rules of a token's policies.
+#[derive(Debug, Clone, Default)]
 pub struct Acl {
     root: bool,
-    exact: BTreeMap<String, BTreeSet<Capability>>,
-    globs: Vec<(String, BTreeSet<Capability>)>,
+    /// Patterns without `*` or `+` segments.
+    exact: HashMap<String, BTreeSet<Capability>>,
+    /// Patterns ending in `*` without `+` segments, keyed without the `*`.
+    prefixes: HashMap<String, BTreeSet<Capability>>,
+    /// Patterns with `+` segments, with or without a trailing `*`.
+    segments: Vec<SegmentRule>,
 }
 
-fn merge(into: &mut BTreeSet<Capability>, caps: &BTreeSet<Capability>) {
-    into.extend(caps.iter().copied());
+#[derive(Debug, Clone)]
+struct SegmentRule {
+    /// The pattern without its trailing `*`.
+    body: String,
+    /// Whether the pattern ends in `*`.
+    prefix: bool,
+    /// Byte offset of the first `+` in the pattern.
+    first_wildcard: usize,
+    /// Number of `+` segments.
+    wildcards: usize,
+    capabilities: BTreeSet<Capability>,
+}
+
+/// Orders matching globs: the greatest rank has the highest priority.
+/// Fields: position of the first `+`/`*`; not ending in `*`; fewer `+`
+/// segments; longer (without the `*`); lexicographically greater.
+type Rank<'a> = (usize, bool, Reverse<usize>, usize, &'a str);
+
+impl SegmentRule {
+    fn rank(&self) -> Rank<'_> {
+        (
+            self.first_wildcard,
+            !self.prefix,
+            Reverse(self.wildcards),
+            self.body.len(),
+            &self.body,
+        )
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        let parts: Vec<&str> = path.split('/').collect();
+        let pattern: Vec<&str> = self.body.split('/').collect();
+        if parts.len() < pattern.len() || (!self.prefix && parts.len() != pattern.len()) {
+            return false;
+        }
+        let last = pattern.len() - 1;
+        pattern.iter().zip(&parts).enumerate().all(|(i, (p, s))| {
+            *p == "+" || p == s || (self.prefix && i == last && s.starts_with(p))
+        })
+    }
+}
+
+fn prefix_rank(prefix: &str) -> Rank<'_> {
+    (prefix.len(), false, Reverse(0), prefix.len(), prefix)
+}
+
+/// Vault's test for a pattern with `+` segments.
+fn has_segment_wildcard(pattern: &str) -> bool {
+    pattern == "+" || pattern.starts_with("+/") || pattern.contains("/+")
+}
+
+fn merge(into: &mut BTreeSet<Capability>, capabilities: &BTreeSet<Capability>) {
+    into.extend(capabilities.iter().copied());
     if into.contains(&Capability::Deny) {
-        into.clear();
-        into.insert(Capability::Deny);
+        *into = BTreeSet::from([Capability::Deny]);
     }
-}
-
-/// Whether a glob pattern (`+` segments, optional trailing `*`) matches.
-fn glob_matches(pattern: &str, path: &str) -> bool {
-    let (body, prefix) = match pattern.strip_suffix('*') {
-        Some(b) => (b, true),
-        None => (pattern, false),
-    };
-    let pat_segments: Vec<&str> = body.split('/').collect();
-    let mut rest = path;
-    for (i, seg) in pat_segments.iter().enumerate() {
-        let last = i == pat_segments.len() - 1;
-        if last {
-            if *seg == "+" {
-                let (s, tail) = match rest.find('/') {
-                    Some(j) => (&rest[..j], &rest[j..]),
-                    None => (rest, ""),
-                };
-                if s.is_empty() && !prefix {
-                    return false;
-                }
-                return if prefix { true } else { tail.is_empty() };
-            }
-            return if prefix {
-                rest.starts_with(seg)
-            } else {
-                rest == *seg
-            };
-        }
-        let Some(j) = rest.find('/') else {
-            return false;
-        };
-        let s = &rest[..j];
-        if *seg == "+" {
-            if s.is_empty() {
-                return false;
-            }
-        } else if s != *seg {
-            return false;
-        }
-        rest = &rest[j + 1..];
-    }
-    true
-}
-
-/// Vault's priority: true when `a` has lower priority than `b`.
-fn lower(a: &str, b: &str) -> bool {
-    let first = |p: &str| p.find(['+', '*']).unwrap_or(p.len());
-    let (fa, fb) = (first(a), first(b));
-    if fa != fb {
-        return fa < fb;
-    }
-    let (sa, sb) = (a.ends_with('*'), b.ends_with('*'));
-    if sa != sb {
-        return sa;
-    }
-    let plus = |p: &str| p.split('/').filter(|s| *s == "+").count();
-    let (pa, pb) = (plus(a), plus(b));
-    if pa != pb {
-        return pa > pb;
-    }
-    if a.len() != b.len() {
-        return a.len() < b.len();
-    }
-    a < b
 }
 
 impl Acl {
+    /// Compiles the rules of `policies`. No policies means no access.
     pub fn new(policies: &[Policy]) -> Acl {
-        let mut exact: BTreeMap<String, BTreeSet<Capability>> = BTreeMap::new();
-        let mut globs: BTreeMap<String, BTreeSet<Capability>> = BTreeMap::new();
-        for policy in policies {
-            for rule in &policy.rules {
-                let target =
-                    if rule.pattern.contains('*') || rule.pattern.split('/').any(|s| s == "+") {
-                        &mut globs
-                    } else {
-                        &mut exact
-                    };
-                merge(
-                    target.entry(rule.pattern.clone()).or_default(),
-                    &rule.capabilities,
-                );
-            }
+        let mut exact: HashMap<String, BTreeSet<Capability>> = HashMap::new();
+        let mut prefixes: HashMap<String, BTreeSet<Capability>> = HashMap::new();
+        let mut segments: HashMap<String, BTreeSet<Capability>> = HashMap::new();
+        for rule in policies.iter().flat_map(|p| &p.rules) {
+            let pattern = rule.pattern.as_str();
+            let (map, key) = if has_segment_wildcard(pattern) {
+                (&mut segments, pattern)
+            } else if let Some(prefix) = pattern.strip_suffix('*') {
+                (&mut prefixes, prefix)
+            } else {
+                (&mut exact, pattern)
+            };
+            merge(map.entry(key.to_string()).or_default(), &rule.capabilities);
         }
+        let segments = segments
+            .into_iter()
+            .map(|(pattern, capabilities)| {
+                let first_wildcard = pattern.find('+').unwrap_or(pattern.len());
+                let (body, prefix) = match pattern.strip_suffix('*') {
+                    Some(body) => (body.to_string(), true),
+                    None => (pattern, false),
+                };
+                let wildcards = body.split('/').filter(|s| *s == "+").count();
+                SegmentRule {
+                    body,
+                    prefix,
+                    first_wildcard,
+                    wildcards,
+                    capabilities,
+                }
+            })
+            .collect();
         Acl {
             root: false,
             exact,
-            globs: globs.into_iter().collect(),
+            prefixes,
+            segments,
         }
     }
 
+    /// The ACL of the `root` policy: everything is allowed, sudo included.
     pub fn root() -> Acl {
         Acl {
             root: true,
-            exact: BTreeMap::new(),
-            globs: Vec::new(),
+            ..Acl::default()
         }
     }
 
@@ -123,28 +149,61 @@ impl Acl {
         self.root
     }
 
+    /// The effective capabilities on `path` (an API path after `/v1/`; a
+    /// trailing `/` marks a list request). Empty means no access; when
+    /// denied the set is exactly `{Deny}`. Root gets every capability
+    /// except `Deny`.
     pub fn capabilities(&self, path: &str) -> BTreeSet<Capability> {
         if self.root {
-            use Capability::*;
-            return [Create, Read, Update, Delete, List, Sudo, Patch]
+            return Capability::ALL
                 .into_iter()
+                .filter(|c| *c != Capability::Deny)
                 .collect();
         }
-        if let Some(caps) = self.exact.get(path) {
-            return caps.clone();
+        let path = path.trim_start_matches('/');
+        let found = self
+            .exact
+            .get(path)
+            .or_else(|| {
+                let folder = path.strip_suffix('/')?;
+                self.exact.get(folder).or_else(|| self.best_glob(folder))
+            })
+            .or_else(|| self.best_glob(path));
+        let mut capabilities = found.cloned().unwrap_or_default();
+        if capabilities.contains(&Capability::Deny) {
+            capabilities = BTreeSet::from([Capability::Deny]);
         }
-        let mut best: Option<&(String, BTreeSet<Capability>)> = None;
-        for candidate in self.globs.iter().filter(|(p, _)| glob_matches(p, path)) {
-            best = match best {
-                Some(b) if !lower(&b.0, &candidate.0) => Some(b),
-                _ => Some(candidate),
-            };
-        }
-        best.map(|(_, c)| c.clone()).unwrap_or_default()
+        capabilities
     }
 
+    /// Whether `needed` is granted on `path`. Root is allowed everything;
+    /// `Deny` is never "allowed".
     pub fn allows(&self, path: &str, needed: Capability) -> bool {
-        self.root || self.capabilities(path).contains(&needed)
+        needed != Capability::Deny && (self.root || self.capabilities(path).contains(&needed))
+    }
+
+    /// The capabilities of the highest-priority glob matching `path`.
+    fn best_glob(&self, path: &str) -> Option<&BTreeSet<Capability>> {
+        // Among plain prefix rules the longest matching one ranks highest.
+        let mut best: Option<(Rank<'_>, &BTreeSet<Capability>)> = (0..=path.len())
+            .rev()
+            .filter(|&i| path.is_char_boundary(i))
+            .find_map(|i| {
+                self.prefixes
+                    .get_key_value(&path[..i])
+                    .map(|(prefix, caps)| (prefix_rank(prefix), caps))
+            });
+        for rule in self.segments.iter().filter(|r| r.matches(path)) {
+            let rank = rule.rank();
+            let better = match &best {
+                Some((b, _)) => rank > *b,
+                None => true,
+            };
+            if better {
+                best = Some((rank, &rule.capabilities));
+            }
+        }
+        best.map(|(_, caps)| caps)
     }
 }
 
@@ -152,6 +211,7 @@ impl Acl {
 mod tests {
     use super::*;
     use crate::auth::policy::parse;
+    use Capability::*;
 
     fn acl(texts: &[&str]) -> Acl {
         let policies: Vec<Policy> = texts
@@ -162,38 +222,106 @@ mod tests {
         Acl::new(&policies)
     }
 
+    /// One policy from `(pattern, capabilities)` pairs.
+    fn rules(rules: &[(&str, &str)]) -> String {
+        rules
+            .iter()
+            .map(|(p, c)| format!("path \"{p}\" {{ capabilities = [{c}] }}\n"))
+            .collect()
+    }
+
     fn caps(acl: &Acl, path: &str) -> Vec<&'static str> {
         acl.capabilities(path).iter().map(|c| c.as_str()).collect()
     }
 
     #[test]
-    fn exact_paths_beat_globs() {
-        let a = acl(&[r#"path "secret/*" { capabilities = ["read"] }
-                        path "secret/foo" { capabilities = ["update"] }"#]);
-        assert_eq!(caps(&a, "secret/foo"), ["update"]);
-        assert_eq!(caps(&a, "secret/bar"), ["read"]);
-        assert!(caps(&a, "other").is_empty());
+    fn exact_rule_beats_every_glob() {
+        // Vault docs: "secret/*" grants broadly, "secret/super-secret" denies.
+        let a = acl(&[&rules(&[
+            (
+                "secret/*",
+                r#""create", "read", "update", "delete", "list""#,
+            ),
+            ("secret/super-secret", r#""deny""#),
+            ("secret/+", r#""patch""#),
+            ("secret/foo", r#""read""#),
+            ("secret/foo*", r#""delete""#),
+        ])]);
+        assert_eq!(caps(&a, "secret/super-secret"), ["deny"]);
+        assert!(!a.allows("secret/super-secret", Read));
+        assert_eq!(caps(&a, "secret/foo"), ["read"]);
+        assert_eq!(caps(&a, "secret/foobar"), ["delete"]);
+        assert_eq!(caps(&a, "secret/other"), ["patch"]);
+        assert_eq!(
+            caps(&a, "secret/other/deeper"),
+            ["create", "read", "update", "delete", "list"]
+        );
     }
 
     #[test]
-    fn the_longer_glob_wins_and_later_wildcards_win() {
-        let a = acl(&[r#"path "secret/*" { capabilities = ["read"] }
-                        path "secret/foo/*" { capabilities = ["list"] }
-                        path "secret/+/bar" { capabilities = ["delete"] }"#]);
+    fn longer_prefix_wins() {
+        let a = acl(&[&rules(&[
+            ("secret/*", r#""read""#),
+            ("secret/foo/*", r#""list""#),
+        ])]);
         assert_eq!(caps(&a, "secret/foo/x"), ["list"]);
-        // `+` comes later than the `*` of secret/*, so it has priority.
-        assert_eq!(caps(&a, "secret/zzz/bar"), ["delete"]);
-        // secret/foo/* has its first wildcard later than secret/+/bar.
-        assert_eq!(caps(&a, "secret/foo/bar"), ["list"]);
+        assert_eq!(caps(&a, "secret/bar"), ["read"]);
+        assert_eq!(caps(&a, "secret/foo"), ["read"]);
     }
 
     #[test]
-    fn plus_matches_exactly_one_segment() {
-        let a = acl(&[r#"path "a/+/c" { capabilities = ["read"] }"#]);
-        assert_eq!(caps(&a, "a/b/c"), ["read"]);
-        assert!(caps(&a, "a/b/x/c").is_empty());
-        assert!(caps(&a, "a//c").is_empty());
-        assert!(caps(&a, "a/b/c/d").is_empty());
+    fn later_wildcard_or_non_glob_wins() {
+        let a = acl(&[&rules(&[
+            ("secret/*", r#""read""#),
+            ("secret/+/bar", r#""delete""#),
+            ("secret/foo/*", r#""list""#),
+        ])]);
+        // Same first-wildcard position; secret/* ends in '*' so it loses.
+        assert_eq!(caps(&a, "secret/zzz/bar"), ["delete"]);
+        // secret/foo/*'s glob comes later than secret/+/bar's '+'.
+        assert_eq!(caps(&a, "secret/foo/bar"), ["list"]);
+        assert_eq!(caps(&a, "secret/zzz/baz"), ["read"]);
+    }
+
+    #[test]
+    fn priority_examples_from_vault() {
+        // Docs: secret/* beats secret/+/+/foo/* at rule (3), more '+'.
+        let a = acl(&[&rules(&[
+            ("secret/*", r#""read""#),
+            ("secret/+/+/foo/*", r#""list""#),
+        ])]);
+        assert_eq!(caps(&a, "secret/a/b/foo/c"), ["read"]);
+
+        // acl.go's comments: foo/a* over foo/+, foo/bar/+/baz over
+        // foo/+/bar/baz, foo/+/bar over foo/+/ba*, foo/+ over foo/*,
+        // foo/+/bar/baz over foo/+/+/baz, foo/+/bar/ba* over foo/+/bar/b*.
+        let pairs = [
+            ("foo/a*", "foo/+", "foo/abc"),
+            ("foo/bar/+/baz", "foo/+/bar/baz", "foo/bar/bar/baz"),
+            ("foo/+/bar", "foo/+/ba*", "foo/x/bar"),
+            ("foo/+", "foo/*", "foo/x"),
+            ("foo/+/bar/baz", "foo/+/+/baz", "foo/x/bar/baz"),
+            ("foo/+/bar/ba*", "foo/+/bar/b*", "foo/x/bar/baz"),
+        ];
+        for (winner, loser, path) in pairs {
+            let a = acl(&[&rules(&[(winner, r#""read""#), (loser, r#""list""#)])]);
+            assert_eq!(caps(&a, path), ["read"], "{winner} vs {loser} on {path}");
+            let a = acl(&[&rules(&[(loser, r#""list""#), (winner, r#""read""#)])]);
+            assert_eq!(caps(&a, path), ["read"], "{winner} vs {loser} on {path}");
+        }
+    }
+
+    #[test]
+    fn ties_fall_to_the_lexicographically_greater_pattern() {
+        let rule = |body: &str| SegmentRule {
+            body: body.into(),
+            prefix: false,
+            first_wildcard: body.find('+').unwrap(),
+            wildcards: 1,
+            capabilities: BTreeSet::new(),
+        };
+        assert!(rule("a/+/c").rank() > rule("a/+/b").rank());
+        assert!(rule("a/+/bc").rank() > rule("a/+/c").rank());
     }
 
     #[test]
@@ -203,26 +331,122 @@ mod tests {
             r#"path "db/*" { capabilities = ["list"] }"#,
         ]);
         assert_eq!(caps(&a, "db/x"), ["read", "list"]);
+
         let a = acl(&[
-            r#"path "db/*" { capabilities = ["read"] }"#,
-            r#"path "db/*" { capabilities = ["deny"] }"#,
+            r#"path "db/*" { capabilities = ["read"] }
+               path "db/+" { capabilities = ["update"] }"#,
+            r#"path "db/+" { capabilities = ["deny"] }"#,
+            r#"path "db/+" { capabilities = ["create"] }"#,
         ]);
         assert_eq!(caps(&a, "db/x"), ["deny"]);
-        assert!(!a.allows("db/x", Capability::Read));
+        assert!(!a.allows("db/x", Update) && !a.allows("db/x", Create));
+        assert!(!a.allows("db/x", Deny));
+        assert_eq!(caps(&a, "db/x/y"), ["read"]);
+
+        // Repeated within one policy merges the same way.
+        let a = acl(&[r#"path "a" { capabilities = ["read"] }
+                        path "a" { policy = "deny" }"#]);
+        assert_eq!(caps(&a, "a"), ["deny"]);
+
+        // A deny on a lower-priority glob does not reach a path an exact
+        // rule or a higher-priority glob decides.
+        let a = acl(&[
+            r#"path "secret/*" { capabilities = ["deny"] }"#,
+            r#"path "secret/app" { capabilities = ["read"] }
+               path "secret/+/x" { capabilities = ["read"] }"#,
+        ]);
+        assert_eq!(caps(&a, "secret/app"), ["read"]);
+        assert_eq!(caps(&a, "secret/q/x"), ["read"]);
+        assert_eq!(caps(&a, "secret/q/y"), ["deny"]);
     }
 
     #[test]
-    fn list_paths_with_a_trailing_slash_match_globs_and_exact_folders() {
-        let a = acl(&[r#"path "database/roles/*" { capabilities = ["list"] }"#]);
-        assert!(a.allows("database/roles/", Capability::List));
-        let a = acl(&[r#"path "database/roles/" { capabilities = ["list"] }"#]);
-        assert!(a.allows("database/roles/", Capability::List));
-        assert!(!a.allows("database/roles/x", Capability::List));
+    fn plus_matches_exactly_one_segment() {
+        let a = acl(&[&rules(&[
+            ("a/+/c", r#""read""#),
+            ("+", r#""list""#),
+            ("+/x", r#""update""#),
+            ("secret/+/teamb/*", r#""delete""#),
+            ("kv/+/ab*", r#""patch""#),
+        ])]);
+        assert_eq!(caps(&a, "a/b/c"), ["read"]);
+        assert!(caps(&a, "a/b/x/c").is_empty());
+        assert!(caps(&a, "a/b/c/d").is_empty());
+        assert!(caps(&a, "a/c").is_empty());
+        // As in Vault, `+` also matches an empty segment.
+        assert_eq!(caps(&a, "a//c"), ["read"]);
+
+        assert_eq!(caps(&a, "sys"), ["list"]);
+        assert!(caps(&a, "sys/y").is_empty());
+        assert_eq!(caps(&a, "sys/x"), ["update"]);
+
+        assert_eq!(caps(&a, "secret/a/teamb/x/y"), ["delete"]);
+        assert_eq!(caps(&a, "secret/a/teamb/"), ["delete"]);
+        assert!(caps(&a, "secret/a/teamb").is_empty());
+        assert!(caps(&a, "secret/a/b/teamb/x").is_empty());
+
+        assert_eq!(caps(&a, "kv/x/abc/d"), ["patch"]);
+        assert_eq!(caps(&a, "kv/x/ab"), ["patch"]);
+        assert!(caps(&a, "kv/x/a").is_empty());
+        // A '+' inside a segment is a literal character.
+        let a = acl(&[&rules(&[("a/b+c", r#""read""#)])]);
+        assert_eq!(caps(&a, "a/b+c"), ["read"]);
+        assert!(caps(&a, "a/bxc").is_empty());
+    }
+
+    #[test]
+    fn list_paths_with_a_trailing_slash() {
+        let a = acl(&[&rules(&[("database/roles/*", r#""list""#)])]);
+        assert!(a.allows("database/roles/", List));
+        let a = acl(&[&rules(&[("database/roles/", r#""list""#)])]);
+        assert!(a.allows("database/roles/", List));
+        assert!(!a.allows("database/roles/x", List));
+        assert!(!a.allows("database/roles", List));
+
+        // Vault: an exact rule written without the slash serves the list.
+        let a = acl(&[&rules(&[("database/roles", r#""list""#)])]);
+        assert!(a.allows("database/roles/", List));
+        // ... and so does a `+` rule without the slash (Vault 1.13+).
+        let a = acl(&[&rules(&[("+/sys/policies/acl", r#""list""#)])]);
+        assert!(a.allows("ns/sys/policies/acl/", List));
+
+        // Vault tries globs on the path without the slash first, so a
+        // broader glob matching "database/roles" decides before
+        // "database/roles/*" is considered.
+        let a = acl(&[&rules(&[
+            ("database/*", r#""read""#),
+            ("database/roles/*", r#""list""#),
+        ])]);
+        assert_eq!(caps(&a, "database/roles/"), ["read"]);
+        assert_eq!(caps(&a, "database/roles/x"), ["list"]);
+    }
+
+    #[test]
+    fn nothing_matching_means_no_access() {
+        let a = acl(&[&rules(&[("secret/*", r#""read""#), ("x/+", r#""read""#)])]);
+        assert!(caps(&a, "database/creds/app").is_empty());
+        assert!(caps(&a, "secret").is_empty());
+        assert!(!a.allows("database/creds/app", Read));
+        assert!(Acl::new(&[]).capabilities("secret/x").is_empty());
+        assert!(!Acl::new(&[]).is_root());
+        // An empty capability list matches and grants nothing.
+        let a = acl(&[&rules(&[("secret/*", r#""read""#), ("secret/x", "")])]);
+        assert!(caps(&a, "secret/x").is_empty());
+    }
+
+    #[test]
+    fn leading_slashes_of_the_request_path_are_ignored() {
+        let a = acl(&[&rules(&[("/secret/x", r#""read""#)])]);
+        assert_eq!(caps(&a, "//secret/x"), ["read"]);
     }
 
     #[test]
     fn root_allows_everything() {
         let a = Acl::root();
-        assert!(a.is_root() && a.allows("anything/at/all", Capability::Sudo));
+        assert!(a.is_root());
+        assert!(a.allows("anything/at/all", Sudo));
+        assert!(a.allows("sys/policies/acl/x", Patch));
+        assert!(!a.capabilities("x").contains(&Deny));
+        assert_eq!(a.capabilities("x").len(), 7);
     }
 }

@@ -1,11 +1,31 @@
-//! Parsing Vault ACL policy documents (HCL or JSON). No storage here.
+//! Parsing of Vault ACL policy documents, in Vault's HCL form or its JSON
+//! form, into [`Policy`] values. This module owns the document syntax only:
+//! it does no storage and no matching (see [`super::acl`] for that).
+//!
+//! ```hcl
+//! path "database/creds/*" { capabilities = ["read"] }
+//! path "sys/leases/+/x" {
+//!   capabilities = ["update", "list"]
+//! }
+//! ```
+//!
+//! is equivalent to
+//! `{"path": {"database/creds/*": {"capabilities": ["read"]}, ...}}`.
+//!
+//! Parsing follows Vault's `vault/policy.go`: one leading `/` is stripped
+//! from a pattern, `+*` is refused, the legacy `policy = "read" | "write" |
+//! "deny" | "sudo"` shorthand is expanded, and a block whose capabilities
+//! contain `deny` keeps only `deny`. The parameter and wrapping keys Vault
+//! allows in a block are checked for shape but not enforced.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// A capability a policy grants on a path.
+/// A capability a policy grants (or, for `Deny`, refuses) on a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Capability {
@@ -20,6 +40,19 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// Every capability, in declaration order.
+    pub const ALL: [Capability; 8] = [
+        Capability::Create,
+        Capability::Read,
+        Capability::Update,
+        Capability::Delete,
+        Capability::List,
+        Capability::Sudo,
+        Capability::Deny,
+        Capability::Patch,
+    ];
+
+    /// The lowercase name used in policy documents and API answers.
     pub fn as_str(&self) -> &'static str {
         match self {
             Capability::Create => "create",
@@ -34,133 +67,131 @@ impl Capability {
     }
 }
 
-impl FromStr for Capability {
-    type Err = ParseError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s.trim().to_ascii_lowercase().as_str() {
-            "create" => Capability::Create,
-            "read" => Capability::Read,
-            "update" => Capability::Update,
-            "delete" => Capability::Delete,
-            "list" => Capability::List,
-            "sudo" => Capability::Sudo,
-            "deny" => Capability::Deny,
-            "patch" => Capability::Patch,
-            _ => return Err(ParseError::UnknownCapability(s.to_string())),
-        })
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
+impl FromStr for Capability {
+    type Err = ParseError;
+
+    /// Exact, case-sensitive names, as Vault accepts them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Capability::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| ParseError::UnknownCapability(s.to_string()))
+    }
+}
+
+/// One `path "<pattern>" { ... }` block of a policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathRule {
+    /// The pattern, trimmed and without a leading `/`. It may end in `*`
+    /// (prefix match) and contain `+` segments (any one segment).
     pub pattern: String,
+    /// The capabilities the block grants; exactly `{Deny}` when it denies.
     pub capabilities: BTreeSet<Capability>,
 }
 
+/// A parsed policy document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
+    /// The normalized (trimmed, lowercase) policy name.
     pub name: String,
+    /// The document exactly as written.
     pub text: String,
+    /// The path blocks in document order. A pattern may appear more than
+    /// once; the ACL merges repeated patterns as Vault does.
     pub rules: Vec<PathRule>,
 }
 
+const CAPABILITY_NAMES: &str = "create, read, update, delete, list, patch, sudo or deny";
+const BLOCK_KEYS: &str = "capabilities, policy, allowed_parameters, denied_parameters, \
+     required_parameters, min_wrapping_ttl, max_wrapping_ttl or comment";
+
+/// Why a policy document was refused. Each message says what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    #[error("invalid policy syntax: {0}")]
-    Syntax(String),
-    #[error(
-        "unknown capability {0:?}: use create, read, update, delete, list, patch, sudo or deny"
-    )]
+    #[error("the policy is not valid {format}: {message}")]
+    Syntax {
+        format: &'static str,
+        message: String,
+    },
+    #[error("unknown capability {0:?}: use {CAPABILITY_NAMES}")]
     UnknownCapability(String),
-    #[error("unknown policy {0:?}: use read, write, deny or sudo")]
-    UnknownShorthand(String),
-    #[error("path {0:?} gives neither capabilities nor policy")]
-    NoCapabilities(String),
-    #[error("path {0:?}: '*' is only allowed at the end of a path")]
-    MisplacedGlob(String),
+    #[error(
+        "unknown policy {0:?}: the legacy `policy` key takes read, write, deny or sudo; \
+         prefer capabilities = [...]"
+    )]
+    UnknownLegacyPolicy(String),
+    #[error("no capabilities given: add capabilities = [\"read\"] (or other capabilities: {CAPABILITY_NAMES})")]
+    NoCapabilities,
+    #[error(
+        "'*' is only allowed as the last character of a path; use '+' to match any single \
+         segment in the middle"
+    )]
+    MisplacedGlob,
+    #[error(
+        "'+*' is not allowed; end the path with '+' (one segment), '+/*' (everything below \
+         one segment) or '*'"
+    )]
+    PlusGlob,
+    #[error("the path is empty: give an API path without /v1/, e.g. path \"secret/*\"")]
+    EmptyPath,
+    #[error("unknown key {0:?} in a path block: use {BLOCK_KEYS}")]
+    UnknownKey(String),
+    #[error(
+        "unknown top-level key {0:?}: a policy holds only path \"<path>\" {{ capabilities = \
+         [...] }} blocks"
+    )]
+    UnknownTopLevelKey(String),
+    #[error("a path block needs exactly one label, the path: path \"secret/*\" {{ ... }}")]
+    PathLabel,
+    #[error("{key:?} must be {expected}")]
+    InvalidValue { key: String, expected: &'static str },
+    #[error("path {path:?}: {reason}")]
+    InPath {
+        path: String,
+        reason: Box<ParseError>,
+    },
 }
 
-#[derive(Deserialize)]
-struct Document {
-    #[serde(default)]
-    path: indexmap_free::PathMap,
-}
-
-/// serde helpers: HCL `path "x" { ... }` blocks and JSON `{"path": {"x": {...}}}`
-/// both deserialise to a map of pattern to block.
-mod indexmap_free {
-    use serde::Deserialize;
-    use std::collections::BTreeMap;
-
-    #[derive(Deserialize, Default)]
-    pub struct Block {
-        pub capabilities: Option<Vec<String>>,
-        pub policy: Option<String>,
+impl ParseError {
+    fn in_path(self, path: &str) -> ParseError {
+        ParseError::InPath {
+            path: path.to_string(),
+            reason: Box::new(self),
+        }
     }
 
-    #[derive(Deserialize, Default)]
-    #[serde(transparent)]
-    pub struct PathMap(pub BTreeMap<String, OneOrMany>);
-
-    /// HCL may repeat a block for the same path.
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    pub enum OneOrMany {
-        One(Block),
-        Many(Vec<Block>),
+    fn invalid(key: &str, expected: &'static str) -> ParseError {
+        ParseError::InvalidValue {
+            key: key.to_string(),
+            expected,
+        }
     }
 }
 
-/// Policy names are case-insensitive and trimmed.
+/// Policy names are case-insensitive in Vault: trim and lowercase.
 pub fn normalize_name(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
-fn shorthand(policy: &str) -> Result<Vec<Capability>, ParseError> {
-    use Capability::*;
-    Ok(match policy.trim().to_ascii_lowercase().as_str() {
-        "deny" => vec![Deny],
-        "read" => vec![Read, List],
-        "write" => vec![Create, Read, Update, Delete, List],
-        "sudo" => vec![Create, Read, Update, Delete, List, Sudo],
-        other => return Err(ParseError::UnknownShorthand(other.to_string())),
-    })
-}
-
-/// Parses a policy in Vault's HCL or JSON form.
+/// Parses a policy document in Vault's HCL form or, when its first
+/// non-blank character is `{`, its JSON form. An empty document (no path
+/// blocks) is allowed, as in Vault.
 pub fn parse(name: &str, text: &str) -> Result<Policy, ParseError> {
-    let document: Document = if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).map_err(|e| ParseError::Syntax(e.to_string()))?
+    let blocks = if text.trim_start().starts_with('{') {
+        json_blocks(text)?
     } else {
-        hcl::from_str(text).map_err(|e| ParseError::Syntax(e.to_string()))?
+        hcl_blocks(text)?
     };
-    let mut rules = Vec::new();
-    for (pattern, blocks) in document.path.0 {
-        let blocks = match blocks {
-            indexmap_free::OneOrMany::One(b) => vec![b],
-            indexmap_free::OneOrMany::Many(v) => v,
-        };
-        let pattern = pattern.trim().trim_start_matches('/').to_string();
-        if pattern.find('*').is_some_and(|i| i != pattern.len() - 1) {
-            return Err(ParseError::MisplacedGlob(pattern));
-        }
-        let mut capabilities = BTreeSet::new();
-        for block in blocks {
-            if block.capabilities.is_none() && block.policy.is_none() {
-                return Err(ParseError::NoCapabilities(pattern));
-            }
-            for c in block.capabilities.unwrap_or_default() {
-                capabilities.insert(c.parse::<Capability>()?);
-            }
-            if let Some(p) = block.policy {
-                capabilities.extend(shorthand(&p)?);
-            }
-        }
-        rules.push(PathRule {
-            pattern,
-            capabilities,
-        });
-    }
+    let rules = blocks
+        .into_iter()
+        .map(|(label, entries)| rule(&label, entries).map_err(|e| e.in_path(label.trim())))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Policy {
         name: normalize_name(name),
         text: text.to_string(),
@@ -168,41 +199,448 @@ pub fn parse(name: &str, text: &str) -> Result<Policy, ParseError> {
     })
 }
 
+/// A path block before interpretation: its label and its keys in order.
+type RawBlock = (String, Vec<(String, Value)>);
+
+fn hcl_blocks(text: &str) -> Result<Vec<RawBlock>, ParseError> {
+    let body = hcl::parse(text).map_err(|e| ParseError::Syntax {
+        format: "HCL",
+        message: e.to_string().trim().to_string(),
+    })?;
+    let mut blocks = Vec::new();
+    for structure in body.into_inner() {
+        match structure {
+            hcl::Structure::Block(block) if block.identifier.as_str() == "path" => {
+                let mut labels = block.labels.into_iter();
+                let (Some(label), None) = (labels.next(), labels.next()) else {
+                    return Err(ParseError::PathLabel);
+                };
+                let label = label.into_inner();
+                let mut entries: Vec<(String, Value)> = Vec::new();
+                for inner in block.body.into_inner() {
+                    match inner {
+                        hcl::Structure::Attribute(attr) => {
+                            let key = attr.key.into_inner();
+                            let value =
+                                literal(&key, attr.expr).map_err(|e| e.in_path(label.trim()))?;
+                            entries.push((key, value));
+                        }
+                        hcl::Structure::Block(inner) => {
+                            return Err(ParseError::UnknownKey(inner.identifier.into_inner())
+                                .in_path(label.trim()));
+                        }
+                    }
+                }
+                blocks.push((label, entries));
+            }
+            // Vault's decoder accepts a top-level `name`; it is not used.
+            hcl::Structure::Attribute(attr) if attr.key.as_str() == "name" => {}
+            hcl::Structure::Attribute(attr) => {
+                return Err(ParseError::UnknownTopLevelKey(attr.key.into_inner()));
+            }
+            hcl::Structure::Block(block) => {
+                return Err(ParseError::UnknownTopLevelKey(
+                    block.identifier.into_inner(),
+                ));
+            }
+        }
+    }
+    Ok(blocks)
+}
+
+/// Converts a literal HCL expression to a JSON value; variables, function
+/// calls and `${...}` interpolation are refused.
+fn literal(key: &str, expr: hcl::Expression) -> Result<Value, ParseError> {
+    const LITERAL: &str = "a literal value (no variables, functions or ${...} interpolation)";
+    Ok(match expr {
+        hcl::Expression::Null => Value::Null,
+        hcl::Expression::Bool(b) => Value::Bool(b),
+        hcl::Expression::Number(n) => {
+            let number = if let Some(i) = n.as_i64() {
+                serde_json::Number::from(i)
+            } else if let Some(u) = n.as_u64() {
+                serde_json::Number::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .ok_or_else(|| ParseError::invalid(key, "a finite number"))?
+            };
+            Value::Number(number)
+        }
+        hcl::Expression::String(s) => Value::String(s),
+        hcl::Expression::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|e| literal(key, e))
+                .collect::<Result<_, _>>()?,
+        ),
+        hcl::Expression::Object(object) => {
+            let mut map = serde_json::Map::new();
+            for (k, v) in object {
+                let k = match k {
+                    hcl::ObjectKey::Identifier(id) => id.into_inner(),
+                    hcl::ObjectKey::Expression(hcl::Expression::String(s)) => s,
+                    _ => return Err(ParseError::invalid(key, LITERAL)),
+                };
+                map.insert(k, literal(key, v)?);
+            }
+            Value::Object(map)
+        }
+        hcl::Expression::Parenthesis(inner) => literal(key, *inner)?,
+        _ => return Err(ParseError::invalid(key, LITERAL)),
+    })
+}
+
+fn json_blocks(text: &str) -> Result<Vec<RawBlock>, ParseError> {
+    let document: Value = serde_json::from_str(text).map_err(|e| ParseError::Syntax {
+        format: "JSON",
+        message: e.to_string(),
+    })?;
+    let Value::Object(top) = document else {
+        return Err(ParseError::Syntax {
+            format: "JSON",
+            message: "expected an object".into(),
+        });
+    };
+    const PATHS: &str =
+        "an object of paths to blocks: {\"path\": {\"secret/*\": {\"capabilities\": [\"read\"]}}}";
+    let mut blocks = Vec::new();
+    for (key, value) in top {
+        match key.as_str() {
+            "path" => {
+                // HCL-style JSON also allows a list of such objects.
+                let maps = match value {
+                    Value::Object(map) => vec![map],
+                    Value::Array(items) => items
+                        .into_iter()
+                        .map(|item| match item {
+                            Value::Object(map) => Ok(map),
+                            _ => Err(ParseError::invalid("path", PATHS)),
+                        })
+                        .collect::<Result<_, _>>()?,
+                    _ => return Err(ParseError::invalid("path", PATHS)),
+                };
+                for (label, body) in maps.into_iter().flatten() {
+                    let bodies = match body {
+                        Value::Array(items) => items,
+                        other => vec![other],
+                    };
+                    for body in bodies {
+                        let Value::Object(entries) = body else {
+                            return Err(ParseError::invalid(
+                                "path",
+                                "an object of keys such as {\"capabilities\": [\"read\"]}",
+                            )
+                            .in_path(label.trim()));
+                        };
+                        blocks.push((label.clone(), entries.into_iter().collect()));
+                    }
+                }
+            }
+            "name" => {}
+            _ => return Err(ParseError::UnknownTopLevelKey(key)),
+        }
+    }
+    Ok(blocks)
+}
+
+/// Validates a pattern and returns it trimmed, without a leading `/`.
+fn pattern(label: &str) -> Result<String, ParseError> {
+    let trimmed = label.trim();
+    let pattern = trimmed.strip_prefix('/').unwrap_or(trimmed);
+    if pattern.is_empty() {
+        return Err(ParseError::EmptyPath);
+    }
+    if pattern.contains("+*") {
+        return Err(ParseError::PlusGlob);
+    }
+    if pattern.find('*').is_some_and(|i| i + 1 != pattern.len()) {
+        return Err(ParseError::MisplacedGlob);
+    }
+    Ok(pattern.to_string())
+}
+
+fn string_list(key: &str, value: &Value) -> Result<Vec<String>, ParseError> {
+    const EXPECTED: &str = "a list of strings, e.g. [\"read\", \"list\"]";
+    let Value::Array(items) = value else {
+        return Err(ParseError::invalid(key, EXPECTED));
+    };
+    items
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(ParseError::invalid(key, EXPECTED)),
+        })
+        .collect()
+}
+
+fn rule(label: &str, entries: Vec<(String, Value)>) -> Result<PathRule, ParseError> {
+    let pattern = pattern(label)?;
+    let mut capabilities: Option<Vec<String>> = None;
+    let mut legacy: Option<String> = None;
+    for (key, value) in &entries {
+        match key.as_str() {
+            "capabilities" => capabilities = Some(string_list(key, value)?),
+            "policy" => match value {
+                Value::String(s) => legacy = Some(s.clone()),
+                _ => {
+                    return Err(ParseError::invalid(
+                        key,
+                        "one of \"read\", \"write\", \"deny\" or \"sudo\"",
+                    ))
+                }
+            },
+            "allowed_parameters" | "denied_parameters" => {
+                let ok = matches!(value, Value::Object(m) if m.values().all(Value::is_array));
+                if !ok {
+                    return Err(ParseError::invalid(
+                        key,
+                        "a map of parameter names to lists of values, e.g. { \"ttl\" = [] }",
+                    ));
+                }
+            }
+            "required_parameters" => {
+                string_list(key, value)?;
+            }
+            "min_wrapping_ttl" | "max_wrapping_ttl" => {
+                if !(value.is_string() || value.is_number()) {
+                    return Err(ParseError::invalid(
+                        key,
+                        "a duration such as \"30s\" or a number of seconds",
+                    ));
+                }
+            }
+            "comment" => {}
+            _ => return Err(ParseError::UnknownKey(key.clone())),
+        }
+    }
+    if capabilities.is_none() && legacy.is_none() {
+        return Err(ParseError::NoCapabilities);
+    }
+    let mut set = BTreeSet::new();
+    for name in capabilities.unwrap_or_default() {
+        set.insert(name.parse::<Capability>()?);
+    }
+    if let Some(policy) = legacy {
+        use Capability::*;
+        let expanded: &[Capability] = match policy.as_str() {
+            "deny" => &[Deny],
+            "read" => &[Read, List],
+            "write" => &[Create, Read, Update, Delete, List],
+            "sudo" => &[Create, Read, Update, Delete, List, Sudo],
+            _ => return Err(ParseError::UnknownLegacyPolicy(policy)),
+        };
+        set.extend(expanded.iter().copied());
+    }
+    if set.contains(&Capability::Deny) {
+        set = BTreeSet::from([Capability::Deny]);
+    }
+    Ok(PathRule {
+        pattern,
+        capabilities: set,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Capability::*;
+
+    fn caps(list: &[Capability]) -> BTreeSet<Capability> {
+        list.iter().copied().collect()
+    }
+
+    fn err(text: &str) -> String {
+        parse("p", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn capability_names_round_trip() {
+        for c in Capability::ALL {
+            assert_eq!(c.as_str().parse::<Capability>().unwrap(), c);
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.as_str())
+            );
+        }
+        let e = "root".parse::<Capability>().unwrap_err().to_string();
+        assert!(e.contains("\"root\""), "{e}");
+        assert!("Read".parse::<Capability>().is_err());
+    }
 
     #[test]
     fn hcl_and_json_forms_are_equivalent() {
         let hcl = parse(
-            "a",
-            r#"path "database/creds/*" { capabilities = ["read", "list"] }
+            "Ops ",
+            r#"
+# comment
+path "database/creds/*" { capabilities = ["read"] }
 path "sys/leases/+/x" {
-  capabilities = ["update"]
+  capabilities = ["update", "list"]
+}
+"#,
+        )
+        .unwrap();
+        let json = parse(
+            "ops",
+            r#"  {"path": {"database/creds/*": {"capabilities": ["read"]},
+                          "sys/leases/+/x": {"capabilities": ["update", "list"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(hcl.rules, json.rules);
+        assert_eq!(hcl.name, "ops");
+        assert_eq!(
+            hcl.rules,
+            vec![
+                PathRule {
+                    pattern: "database/creds/*".into(),
+                    capabilities: caps(&[Read]),
+                },
+                PathRule {
+                    pattern: "sys/leases/+/x".into(),
+                    capabilities: caps(&[Update, List]),
+                },
+            ]
+        );
+        assert!(hcl.text.contains("# comment"));
+    }
+
+    #[test]
+    fn multiple_blocks_keep_document_order_and_repeats() {
+        let p = parse(
+            "p",
+            r#"
+path "b/*" { capabilities = ["list"] }
+path "a" { capabilities = ["read"] }
+path "b/*" { capabilities = ["delete", "patch"] }
+"#,
+        )
+        .unwrap();
+        let patterns: Vec<&str> = p.rules.iter().map(|r| r.pattern.as_str()).collect();
+        assert_eq!(patterns, ["b/*", "a", "b/*"]);
+        assert_eq!(p.rules[2].capabilities, caps(&[Delete, Patch]));
+    }
+
+    #[test]
+    fn legacy_policy_shorthand_expands_like_vault() {
+        let one = |p: &str| {
+            parse("p", &format!("path \"x/*\" {{ policy = \"{p}\" }}"))
+                .unwrap()
+                .rules[0]
+                .capabilities
+                .clone()
+        };
+        assert_eq!(one("read"), caps(&[Read, List]));
+        assert_eq!(one("write"), caps(&[Create, Read, Update, Delete, List]));
+        assert_eq!(
+            one("sudo"),
+            caps(&[Create, Read, Update, Delete, List, Sudo])
+        );
+        assert_eq!(one("deny"), caps(&[Deny]));
+        // Legacy policy adds to explicit capabilities.
+        let p = parse(
+            "p",
+            r#"
+path "x" {
+  policy = "read"
+  capabilities = ["patch"]
 }"#,
         )
         .unwrap();
-        let json = parse("a", r#"{"path": {"database/creds/*": {"capabilities": ["read", "list"]}, "sys/leases/+/x": {"capabilities": ["update"]}}}"#).unwrap();
-        assert_eq!(hcl.rules, json.rules);
-        assert_eq!(hcl.rules.len(), 2);
+        assert_eq!(p.rules[0].capabilities, caps(&[Read, List, Patch]));
+        let e = err(r#"path "x" { policy = "admin" }"#);
+        assert!(
+            e.contains("\"admin\"") && e.contains("read, write, deny or sudo"),
+            "{e}"
+        );
     }
 
     #[test]
-    fn legacy_policy_shorthand_expands() {
-        let p = parse("a", r#"path "x/*" { policy = "write" }"#).unwrap();
-        assert!(p.rules[0].capabilities.contains(&Capability::Delete));
-        assert!(!p.rules[0].capabilities.contains(&Capability::Sudo));
+    fn deny_in_a_block_keeps_only_deny() {
+        let p = parse("p", r#"path "x" { capabilities = ["read", "deny"] }"#).unwrap();
+        assert_eq!(p.rules[0].capabilities, caps(&[Deny]));
     }
 
     #[test]
-    fn mistakes_are_named() {
-        let e = parse("a", r#"path "x" { capabilities = ["fly"] }"#).unwrap_err();
-        assert!(e.to_string().contains("\"fly\""), "{e}");
-        let e = parse("a", r#"path "a/*/b" { capabilities = ["read"] }"#).unwrap_err();
-        assert!(e.to_string().contains("only allowed at the end"), "{e}");
-        assert!(parse("a", r#"path "x" {"#).is_err());
-        assert!(parse("a", r#"path "x" { }"#).is_err());
-        assert!(parse("a", "").unwrap().rules.is_empty());
+    fn unknown_capability_is_named() {
+        let e = err(r#"path "secret/x" { capabilities = ["read", "fly"] }"#);
+        assert!(e.contains("\"fly\""), "{e}");
+        assert!(e.contains("secret/x"), "{e}");
+        assert!(e.contains("create, read"), "{e}");
+        let e = err(r#"{"path": {"x": {"capabilities": ["root"]}}}"#);
+        assert!(e.contains("\"root\""), "{e}");
+    }
+
+    #[test]
+    fn glob_must_be_last() {
+        let e = err(r#"path "secret/*/foo" { capabilities = ["read"] }"#);
+        assert!(e.contains("last character"), "{e}");
+        assert!(err(r#"path "secret/**" { capabilities = ["read"] }"#).contains("last character"));
+        let e = err(r#"path "secret/+*" { capabilities = ["read"] }"#);
+        assert!(e.contains("'+*'"), "{e}");
+        assert!(parse("p", r#"path "secret/+/foo*" { capabilities = ["read"] }"#).is_ok());
+    }
+
+    #[test]
+    fn patterns_are_trimmed_and_lose_one_leading_slash() {
+        let p = parse("p", r#"path " /secret/foo " { capabilities = ["read"] }"#).unwrap();
+        assert_eq!(p.rules[0].pattern, "secret/foo");
+        let p = parse("p", r#"{"path": {"/sys/*": {"policy": "read"}}}"#).unwrap();
+        assert_eq!(p.rules[0].pattern, "sys/*");
+        assert!(err(r#"path " " { capabilities = ["read"] }"#).contains("empty"));
+    }
+
+    #[test]
+    fn malformed_documents_are_refused() {
+        let e = err(r#"path "x" { capabilities = ["read"] "#);
+        assert!(e.starts_with("the policy is not valid HCL:"), "{e}");
+        let e = err(r#"{"path": {"x": {"capabilities": ["read"]}"#);
+        assert!(e.starts_with("the policy is not valid JSON:"), "{e}");
+        let e = err(r#"path "x" { }"#);
+        assert!(e.contains("no capabilities") && e.contains("\"x\""), "{e}");
+        let e = err(r#"path "x" { capabilites = ["read"] }"#);
+        assert!(e.contains("\"capabilites\""), "{e}");
+        let e = err(r#"path "x" { capabilities = "read" }"#);
+        assert!(e.contains("list of strings"), "{e}");
+        let e = err(r#"path "x" { capabilities = [var.x] }"#);
+        assert!(e.contains("literal"), "{e}");
+        assert!(err(r#"paths "x" { capabilities = ["read"] }"#).contains("\"paths\""));
+        assert!(err(r#"path { capabilities = ["read"] }"#).contains("label"));
+        let e = err("path \"x\" {\n capabilities = [\"read\"]\n capabilities = [\"list\"]\n}");
+        assert!(e.contains("redefined attribute"), "{e}");
+    }
+
+    #[test]
+    fn vault_block_keys_are_accepted_but_not_enforced() {
+        let p = parse(
+            "p",
+            r#"
+path "secret/foo" {
+  capabilities = ["create"]
+  allowed_parameters = {
+    "bar" = ["zip", "zap"]
+    "*"   = []
+  }
+  denied_parameters = { "baz" = [] }
+  required_parameters = ["bar"]
+  min_wrapping_ttl = "1s"
+  max_wrapping_ttl = 90
+}
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.rules[0].capabilities, caps(&[Create]));
+        let e = err("path \"x\" {\n capabilities = []\n allowed_parameters = [\"a\"]\n}");
+        assert!(e.contains("allowed_parameters"), "{e}");
+    }
+
+    #[test]
+    fn empty_documents_and_empty_capability_lists_are_allowed() {
+        assert!(parse("p", "").unwrap().rules.is_empty());
+        assert!(parse("p", "# nothing\n").unwrap().rules.is_empty());
+        assert!(parse("p", "{}").unwrap().rules.is_empty());
+        let p = parse("p", r#"path "x" { capabilities = [] }"#).unwrap();
+        assert!(p.rules[0].capabilities.is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! a token be found without its value and revoke its children with it.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 use ring::digest;
@@ -87,15 +88,50 @@ fn accessor_key(accessor: &str) -> String {
 fn child_key(parent: &str, child: &str) -> String {
     format!("auth/token/parent/{parent}/{child}")
 }
+const EXPIRY: &str = "auth/token/expiry/";
+fn expiry_key(at: i64, hash: &str) -> String {
+    format!("{EXPIRY}{:020}/{hash}", at.max(0))
+}
+
+/// Called with the hash of every revoked token (to revoke its leases).
+pub type RevokeHook = Arc<dyn Fn(String) + Send + Sync>;
 
 #[derive(Clone)]
 pub struct TokenStore {
     storage: Storage,
+    on_revoke: Arc<RwLock<Option<RevokeHook>>>,
 }
 
 impl TokenStore {
     pub fn new(storage: Storage) -> TokenStore {
-        TokenStore { storage }
+        TokenStore {
+            storage,
+            on_revoke: Arc::default(),
+        }
+    }
+
+    /// Sets what happens to a token's leases when it is revoked or expires.
+    pub fn on_revoke(&self, hook: RevokeHook) {
+        *self.on_revoke.write().expect("revoke hook") = Some(hook);
+    }
+
+    /// Revokes tokens whose expiry is at or before `now`; returns how many.
+    pub async fn sweep_expired(&self, now: i64) -> Result<usize, Error> {
+        let end = format!("{EXPIRY}{:020}0", now.max(0));
+        let due = self.storage.scan(EXPIRY, &end, 256).await?;
+        let mut count = 0;
+        for (key, _) in due {
+            let hash = key.rsplit('/').next().unwrap_or_default().to_string();
+            match self.storage.get_json::<TokenEntry>(&id_key(&hash)).await? {
+                Some(entry) if entry.is_expired(now) => {
+                    self.revoke(&entry).await?;
+                    count += 1;
+                }
+                // Renewed since (a newer index entry exists) or already gone.
+                _ => self.storage.delete(&key).await?,
+            }
+        }
+        Ok(count)
     }
 
     /// Creates the root token at initialisation (`id` lets dev mode fix it).
@@ -225,6 +261,9 @@ impl TokenStore {
                 value: Vec::new(),
             });
         }
+        if let Some(at) = entry.expire_time {
+            ops.push(Op::put(expiry_key(at, &id_hash), Vec::new()));
+        }
         self.storage.apply(ops).await?;
         Ok((token, entry))
     }
@@ -295,11 +334,20 @@ impl TokenStore {
         };
         let hard_end = entry.creation_time + max as i64;
         let mut updated = entry.clone();
-        updated.expire_time = Some((now + wanted as i64).min(hard_end));
+        let expire = (now + wanted as i64).min(hard_end);
+        updated.expire_time = Some(expire);
         updated.last_renewal = Some(now);
-        self.storage
-            .put_json(&id_key(&entry.id_hash), &updated)
-            .await?;
+        let mut ops = vec![
+            Op::put(
+                id_key(&entry.id_hash),
+                serde_json::to_vec(&updated).expect("token entry serialises"),
+            ),
+            Op::put(expiry_key(expire, &entry.id_hash), Vec::new()),
+        ];
+        if let Some(old) = entry.expire_time.filter(|old| *old != expire) {
+            ops.push(Op::delete(expiry_key(old, &entry.id_hash)));
+        }
+        self.storage.apply(ops).await?;
         Ok(updated)
     }
 
@@ -329,7 +377,14 @@ impl TokenStore {
                     key: child_key(parent, &token.id_hash),
                 });
             }
+            if let Some(at) = token.expire_time {
+                ops.push(Op::delete(expiry_key(at, &token.id_hash)));
+            }
             self.storage.apply(ops).await?;
+            let hook = self.on_revoke.read().expect("revoke hook").clone();
+            if let Some(hook) = hook {
+                hook(token.id_hash.clone());
+            }
         }
         Ok(())
     }

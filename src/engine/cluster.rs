@@ -457,7 +457,18 @@ async fn disable_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, 
     record.generation += 1;
     engine.save_cluster(&record).await?;
     engine.pools.close_cluster(&name);
-    Ok(Response::empty())
+    let revoking = engine.revoke_leases_of(&name, None).await?;
+    Ok(disabled_response(revoking))
+}
+
+/// 204, or a warning naming the leases now being revoked.
+pub fn disabled_response(revoking: usize) -> Response {
+    if revoking == 0 {
+        return Response::empty();
+    }
+    Response::default().with_warning(format!(
+        "{revoking} outstanding lease(s) are being revoked in the background; sys/leases/lookup shows any that fail"
+    ))
 }
 
 async fn list_clusters(engine: Arc<Engine>, _req: Request) -> Result<Response, AnyError> {

@@ -271,7 +271,8 @@ async fn disable_database(engine: Arc<Engine>, req: Request) -> Result<Response,
         engine.save_database(&db).await?;
         engine.pools.close_database(&cluster, &name);
     }
-    Ok(Response::empty())
+    let revoking = engine.revoke_leases_of(&cluster, Some(&name)).await?;
+    Ok(super::cluster::disabled_response(revoking))
 }
 
 const DATABASE_HELP: &str = "Writing creates the database (quoted identifier; unless `create_db=false`, which adopts an existing one) and initialises it: an objects-owner role (`objects_owner_role`, default `v-owner-<db>-<random>`) that every temporary user of the database is a member of, with CONNECT and TEMPORARY on the database and USAGE and CREATE on schema `public` (PostgreSQL 15+ no longer grants CREATE there to PUBLIC); the management role gets it WITH ADMIN OPTION (PostgreSQL 16+ requires that to grant membership). Objects one temporary user creates stay usable by the next and survive its revocation. Creating a database that already exists is refused; writing an active one changes nothing; writing a disabled one re-activates it. The cluster must be active. Deleting disables the database: its configuration is kept, new credentials are refused and outstanding leases revoked.";

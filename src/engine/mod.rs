@@ -7,6 +7,7 @@
 
 pub mod clone;
 pub mod cluster;
+pub mod creds;
 pub mod database;
 pub mod fault;
 pub mod gc;
@@ -14,18 +15,22 @@ pub mod info;
 pub mod metadata;
 pub mod names;
 pub mod pools;
+pub mod reconcile;
 pub mod records;
+pub mod revocation;
 pub mod roles;
 pub mod rotate_root;
 pub mod rotation;
 pub mod template;
+pub mod username;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
+use crate::lease::LeaseManager;
 use crate::logical::Route;
 use crate::postgres;
-use crate::router::{Backend, MountEntry};
+use crate::router::{Backend, MountConfig, MountEntry};
 use crate::storage::Storage;
 use records::{keys, ClusterRecord, DatabaseRecord, RoleRecord};
 
@@ -89,10 +94,14 @@ pub enum Error {
     Tls(String),
     #[error("PostgreSQL failed: {0}")]
     Postgres(String),
+    #[error("{what} still has {count} outstanding lease(s): wait for their revocation or use sys/leases/revoke-force")]
+    HasLeases { what: String, count: usize },
     #[error("stopped at fault point {point}")]
     Fault { point: &'static str },
     #[error(transparent)]
     Storage(#[from] crate::storage::Error),
+    #[error(transparent)]
+    Lease(#[from] crate::lease::Error),
 }
 
 impl Error {
@@ -141,6 +150,9 @@ pub struct Engine {
     /// The mount's private storage prefix (`logical/<uuid>/`).
     pub prefix: String,
     pub mount: MountEntry,
+    /// The mount's live TTL settings (`sys/mounts/<path>/tune`).
+    pub tuning: Arc<RwLock<MountConfig>>,
+    pub leases: Arc<LeaseManager>,
     pub pools: pools::Pools,
     /// One lock per cluster name, held while its configuration changes, so
     /// two writes cannot rotate the same passwords at once. Issuing
@@ -149,6 +161,29 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Hands every lease under `creds/<cluster>/` (or `.../<database>/`) to
+    /// the lease manager for revocation now; returns how many.
+    pub async fn revoke_leases_of(
+        &self,
+        cluster: &str,
+        database: Option<&str>,
+    ) -> Result<usize, Error> {
+        let prefix = match database {
+            Some(db) => format!("{}creds/{cluster}/{db}", self.mount.path),
+            None => format!("{}creds/{cluster}", self.mount.path),
+        };
+        Ok(self.leases.revoke_prefix(&prefix, false).await?)
+    }
+
+    /// Outstanding leases under a cluster (or one of its databases).
+    pub async fn lease_count(&self, cluster: &str, database: Option<&str>) -> Result<usize, Error> {
+        let prefix = match database {
+            Some(db) => format!("{}creds/{cluster}/{db}", self.mount.path),
+            None => format!("{}creds/{cluster}", self.mount.path),
+        };
+        Ok(self.leases.leases_under(&prefix).await?.len())
+    }
+
     pub fn lock_for(&self, cluster: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().expect("cluster locks");
         Arc::clone(locks.entry(cluster.to_string()).or_default())
@@ -248,26 +283,35 @@ impl Engine {
     }
 }
 
-/// Builds the engine's backend for one mount and resolves unfinished
-/// rotations in the background.
-pub fn backend(storage: Storage, mount: &MountEntry) -> Backend {
+/// Builds the engine's backend for one mount, connects it to the lease
+/// manager and resolves unfinished rotations in the background.
+pub fn backend(storage: Storage, mount: &MountEntry, leases: Arc<LeaseManager>) -> Backend {
+    let tuning = Arc::new(RwLock::new(mount.config));
     let engine = Arc::new(Engine {
         storage,
         prefix: mount.storage_prefix(),
         mount: mount.clone(),
+        tuning: Arc::clone(&tuning),
+        leases,
         pools: pools::Pools::default(),
         locks: Mutex::new(HashMap::new()),
     });
+    revocation::register(&engine);
     let recovering = Arc::clone(&engine);
     tokio::spawn(async move { recovering.recover().await });
     let mut routes: Vec<Route> = Vec::new();
     routes.extend(cluster::routes(&engine));
     routes.extend(database::routes(&engine));
     routes.extend(roles::routes(&engine));
+    routes.extend(creds::routes(&engine));
+    routes.extend(reconcile::routes(&engine));
     routes.extend(rotate_root::routes(&engine));
     routes.extend(clone::routes(&engine));
     routes.extend(gc::routes(&engine));
     routes.extend(metadata::routes(&engine));
     routes.extend(info::routes(&engine));
-    Backend { routes }
+    Backend {
+        routes,
+        tuning: Some(tuning),
+    }
 }

@@ -130,8 +130,26 @@ pub struct RoleRecord {
     pub max_ttl: u64,
     pub creation_statements: Vec<String>,
     pub revocation_statements: Vec<String>,
+    #[serde(default)]
+    pub username_template: Option<String>,
+    #[serde(default = "default_password_length")]
+    pub password_length: usize,
+    #[serde(default = "default_scram_iterations")]
+    pub password_scram_iterations: u32,
     pub created_at: String,
     pub updated_at: String,
+}
+
+pub const DEFAULT_PASSWORD_LENGTH: usize = 32;
+pub const MIN_PASSWORD_LENGTH: usize = 20;
+pub const MAX_PASSWORD_LENGTH: usize = 100;
+
+fn default_password_length() -> usize {
+    DEFAULT_PASSWORD_LENGTH
+}
+
+fn default_scram_iterations() -> u32 {
+    crate::postgres::scram::DEFAULT_ITERATIONS
 }
 
 pub fn now() -> String {

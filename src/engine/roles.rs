@@ -5,10 +5,14 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::records::{keys, now, RoleRecord};
+use super::records::{
+    keys, now, RoleRecord, DEFAULT_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH,
+};
 use super::template;
+use super::username::Template;
 use super::{Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
+use crate::postgres::scram;
 use crate::Error as AnyError;
 
 pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
@@ -44,6 +48,18 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
                 "revocation_statement",
                 "One revocation statement (the seed's singular form).",
             ))
+            .field(Field::string(
+                "username_template",
+                "Template of usernames: text with {{role}}, {{cluster}}, {{database}}, {{random N}}, {{unix_time}} (default v-{{role}}-{{random 16}}).",
+            ))
+            .field(Field::int("password_length", "Length of generated passwords (20 to 100).").default(json!(32)))
+            .field(
+                Field::int(
+                    "password_scram_iterations",
+                    "SCRAM-SHA-256 iterations of the verifier sent to PostgreSQL (1 to 100000; generated passwords need no stretching).",
+                )
+                .default(json!(4096)),
+            )
             .op(
                 Operation::Write,
                 "Create or replace a role.",
@@ -126,8 +142,55 @@ async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyEr
         }
         .into());
     }
+    let username_template = match req.fields.str("username_template") {
+        Some(t) if !t.is_empty() => {
+            Template::parse(&t).map_err(|reason| Error::InvalidField {
+                field: "username_template",
+                reason,
+            })?;
+            Some(t)
+        }
+        Some(_) => None,
+        None => existing.as_ref().and_then(|r| r.username_template.clone()),
+    };
+    let password_length = match req.fields.is_set("password_length") {
+        true => req.fields.int("password_length").unwrap_or(0),
+        false => existing
+            .as_ref()
+            .map(|r| r.password_length as i64)
+            .unwrap_or(DEFAULT_PASSWORD_LENGTH as i64),
+    };
+    if !(MIN_PASSWORD_LENGTH as i64..=MAX_PASSWORD_LENGTH as i64).contains(&password_length) {
+        return Err(Error::InvalidField {
+            field: "password_length",
+            reason: format!(
+                "{password_length} is not from {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH}"
+            ),
+        }
+        .into());
+    }
+    let iterations = match req.fields.is_set("password_scram_iterations") {
+        true => req.fields.int("password_scram_iterations").unwrap_or(0),
+        false => existing
+            .as_ref()
+            .map(|r| r.password_scram_iterations as i64)
+            .unwrap_or(scram::DEFAULT_ITERATIONS as i64),
+    };
+    if !(1..=100_000).contains(&iterations) {
+        return Err(Error::InvalidField {
+            field: "password_scram_iterations",
+            reason: format!("{iterations} is not from 1 to 100000"),
+        }
+        .into());
+    }
+    let warning = creation.iter().any(|s| grants_on_tables_to_user(s)).then(|| {
+        "a creation statement grants table privileges to {{name}}: per-user grants pile up in pg_class.relacl and PostgreSQL fails with \"row is too big\" after one or two thousand users; grant to the objects owner role ({{objects_owner}}) instead, which every issued user is a member of".to_string()
+    });
     let stamp = now();
     let record = RoleRecord {
+        username_template,
+        password_length: password_length as usize,
+        password_scram_iterations: iterations as u32,
         name: name.clone(),
         default_ttl,
         max_ttl,
@@ -142,7 +205,25 @@ async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyEr
         .storage
         .put_json(&keys::role(&engine.prefix, &name), &record)
         .await?;
-    Ok(Response::empty())
+    Ok(match warning {
+        Some(w) => Response::default().with_warning(w),
+        None => Response::empty(),
+    })
+}
+
+/// Whether a statement grants privileges on tables to the issued user
+/// itself (the pattern that bloats `pg_class.relacl`).
+fn grants_on_tables_to_user(statement: &str) -> bool {
+    let lower = statement.to_ascii_lowercase();
+    lower.split(';').any(|part| {
+        let part = part.trim();
+        part.starts_with("grant")
+            && part.contains(" on ")
+            && (part.contains("table") || part.contains(" on all"))
+            && part
+                .rsplit_once(" to ")
+                .is_some_and(|(_, to)| to.contains("{{name}}") || to.contains("{{username}}"))
+    })
 }
 
 async fn read_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
@@ -152,6 +233,9 @@ async fn read_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyErr
             "max_ttl": r.max_ttl,
             "creation_statements": r.creation_statements,
             "revocation_statements": r.revocation_statements,
+            "username_template": r.username_template,
+            "password_length": r.password_length,
+            "password_scram_iterations": r.password_scram_iterations,
             "created_at": r.created_at,
             "updated_at": r.updated_at,
         })),

@@ -63,6 +63,10 @@ pub struct Router {
     pub mounts: Arc<Mounts>,
     pub tokens: TokenStore,
     pub policies: PolicyStore,
+    pub leases: Arc<crate::lease::LeaseManager>,
+    /// Dropping the router stops its background workers (lease expiry,
+    /// token expiry).
+    pub _workers: tokio::sync::watch::Sender<bool>,
 }
 
 impl Router {

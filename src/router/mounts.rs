@@ -64,9 +64,11 @@ impl MountEntry {
     }
 }
 
-/// A running backend: its route table.
+/// A running backend: its route table, and the live TTL settings it reads
+/// (tuning the mount updates them in place).
 pub struct Backend {
     pub routes: Vec<Route>,
+    pub tuning: Option<Arc<RwLock<MountConfig>>>,
 }
 
 impl Backend {
@@ -81,6 +83,11 @@ impl Backend {
 /// Builds the backend of an engine mount.
 pub type Factory = Box<dyn Fn(&MountEntry) -> Result<Backend, Error> + Send + Sync>;
 
+/// Runs before an engine mount is removed (revokes its leases) and after
+/// (disconnects the engine); an error before keeps the mount.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+pub type UnmountHook = Box<dyn Fn(String) -> BoxFuture<Result<(), String>> + Send + Sync>;
+
 struct Mounted {
     entry: MountEntry,
     backend: Arc<Backend>,
@@ -92,6 +99,7 @@ pub struct Mounts {
     storage: Storage,
     factory: Factory,
     table: RwLock<Vec<Mounted>>,
+    before_unmount: RwLock<Option<UnmountHook>>,
 }
 
 /// Engine types the factory knows.
@@ -103,7 +111,13 @@ impl Mounts {
             storage,
             factory,
             table: RwLock::new(Vec::new()),
+            before_unmount: RwLock::new(None),
         }
+    }
+
+    /// Sets what runs before an engine mount is removed.
+    pub fn on_unmount(&self, hook: UnmountHook) {
+        *self.before_unmount.write().expect("unmount hook") = Some(hook);
     }
 
     /// Adds a built-in mount (never persisted, never removable).
@@ -224,6 +238,15 @@ impl Mounts {
         if self.is_builtin(&path) {
             return Err(Error::ProtectedMount { path });
         }
+        let revoking = self
+            .before_unmount
+            .read()
+            .expect("unmount hook")
+            .as_ref()
+            .map(|hook| hook(path.clone()));
+        if let Some(revoking) = revoking {
+            revoking.await.map_err(Error::MountLeases)?;
+        }
         let persisted: Vec<MountEntry> = self
             .persisted()
             .into_iter()
@@ -273,6 +296,9 @@ impl Mounts {
         for m in self.table.write().expect("mount table").iter_mut() {
             if m.entry.path == path {
                 m.entry.config = config;
+                if let Some(tuning) = &m.backend.tuning {
+                    *tuning.write().expect("mount tuning") = config;
+                }
             }
         }
         Ok(())

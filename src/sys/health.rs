@@ -115,6 +115,7 @@ async fn health(state: Arc<SysState>, req: Request) -> Result<Response, AnyError
             .into());
         }
     }
+    let irrevocable = state.leases.irrevocable_count().await?;
     // This server is always initialised, unsealed and active (no HA yet), so
     // the active code is the answer.
     Ok(Response::raw(
@@ -133,6 +134,7 @@ async fn health(state: Arc<SysState>, req: Request) -> Result<Response, AnyError
             "cluster_id": state.cluster.id,
             "echo_duration_ms": 0,
             "clock_skew_ms": 0,
+            "irrevocable_leases": irrevocable,
         }),
     ))
 }

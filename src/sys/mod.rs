@@ -3,12 +3,14 @@
 //! table and OpenAPI routes to `sys/` itself.
 
 pub mod health;
+pub mod leases;
 pub mod policy;
 pub mod token;
 
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{PolicyStore, TokenStore};
+use crate::lease::LeaseManager;
 use crate::storage::Storage;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,7 @@ pub struct SysState {
     pub storage: Storage,
     pub tokens: TokenStore,
     pub policies: PolicyStore,
+    pub leases: std::sync::Arc<LeaseManager>,
     pub cluster: ClusterInfo,
     /// When this server became active (RFC 3339), for `sys/leader`.
     pub active_since: String,

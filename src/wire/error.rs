@@ -8,7 +8,7 @@
 use axum::http::StatusCode;
 
 use super::RequestError;
-use crate::{auth, engine, router, sys, Error};
+use crate::{auth, engine, lease, router, sys, Error};
 
 /// How Vault wraps some errors ("1 error occurred:"); scripts grep these.
 fn wrapped(message: &str) -> String {
@@ -110,7 +110,9 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | engine::Error::RootCredentialsRejected { .. }
             | engine::Error::StoredCredentialsRejected { .. }
             | engine::Error::NotDisabled { .. }
+            | engine::Error::HasLeases { .. }
             | engine::Error::Refused { .. } => bad(e),
+            engine::Error::Lease(inner) => lease_status(inner),
             engine::Error::Unreachable { .. }
             | engine::Error::Tls(_)
             | engine::Error::Postgres(_) => (StatusCode::BAD_GATEWAY, vec![e.to_string()]),
@@ -120,7 +122,27 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             }
             engine::Error::Fault { .. } | engine::Error::Storage(_) => internal(),
         },
+        Error::Lease(e) => lease_status(e),
         Error::Storage(_) => internal(),
+    }
+}
+
+fn lease_status(e: &lease::Error) -> (StatusCode, Vec<String>) {
+    match e {
+        lease::Error::MissingLeaseId
+        | lease::Error::InvalidLease
+        | lease::Error::NotFound
+        | lease::Error::Expired
+        | lease::Error::NotRenewable
+        | lease::Error::Refused(_)
+        | lease::Error::Irrevocable
+        | lease::Error::PastMaxTtl
+        | lease::Error::RevokeFailed { .. }
+        | lease::Error::NoBackend(_) => (StatusCode::BAD_REQUEST, vec![e.to_string()]),
+        lease::Error::Storage(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec![wrapped("internal error")],
+        ),
     }
 }
 

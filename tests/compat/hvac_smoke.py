@@ -76,6 +76,28 @@ try:
 except hvac.exceptions.InvalidRequest as e:
     check("fly" in str(e), "InvalidRequest names the bad capability")
 
+# Credentials and leases (the Rust side registered a cluster, a database and a role).
+creds_path = os.environ.get("PGSECRETS_CREDS_PATH")
+if creds_path:
+    secret = root.read(creds_path)
+    lease_id = secret["lease_id"]
+    check(lease_id.startswith(creds_path + "/") and secret["renewable"], "read creds: leased secret")
+    check(secret["data"]["username"].startswith("v-") and len(secret["data"]["password"]) >= 32, "read creds: username and password")
+    looked = root.sys.read_lease(lease_id)["data"]
+    check(looked["id"] == lease_id and looked["renewable"] is True, "sys.read_lease")
+    renewed = root.sys.renew_lease(lease_id, increment=1200)
+    check(renewed["lease_id"] == lease_id and renewed["lease_duration"] == 1200, "sys.renew_lease")
+    listed = root.sys.list_leases(creds_path)["data"]["keys"]
+    check(lease_id.rsplit("/", 1)[1] in listed, "sys.list_leases")
+    root.sys.revoke_lease(lease_id)
+    try:
+        root.sys.read_lease(lease_id)
+        raise AssertionError("a revoked lease can still be looked up")
+    except hvac.exceptions.InvalidRequest:
+        print("ok: sys.revoke_lease, and the lease is gone")
+    os.environ["PGSECRETS_REVOKED_USER"] = secret["data"]["username"]
+    print("revoked user:", secret["data"]["username"])
+
 user.auth.token.revoke_self()
 check(not user.is_authenticated(), "revoke_self ends the token")
 print("hvac compatibility: all checks passed")

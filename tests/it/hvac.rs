@@ -49,6 +49,14 @@ static VENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[tokio::test(flavor = "multi_thread")]
 async fn the_hvac_client_works_unchanged() {
     let s = TestServer::start().await;
+    let pg = crate::support::pg::Pg::shared();
+    let creds_path = crate::creds::setup(
+        &s,
+        pg,
+        "hvac1",
+        serde_json::json!({"default_ttl": "10m", "max_ttl": "1h"}),
+    )
+    .await;
     let python = python_with("hvac", "hvac");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/hvac_smoke.py");
     let url = s.url.clone();
@@ -58,6 +66,7 @@ async fn the_hvac_client_works_unchanged() {
             .arg(script)
             .env("VAULT_ADDR", url)
             .env("VAULT_TOKEN", token)
+            .env("PGSECRETS_CREDS_PATH", creds_path)
             .output()
             .unwrap()
     })

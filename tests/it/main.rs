@@ -8,6 +8,8 @@ mod cli;
 mod clone;
 mod cluster_tls;
 mod clusters;
+mod crash;
+mod creds;
 mod databases;
 mod docs;
 mod engine;

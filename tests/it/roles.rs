@@ -12,7 +12,16 @@ async fn roles_are_written_read_listed_and_deleted() {
     let r = s
         .write("database/roles/ro", json!({"default_ttl": "1h", "max_ttl": "24h", "creation_statements": [VAULT_DOCS_ROLE]}))
         .await;
-    assert_eq!(r.status, 204, "{}", r.text);
+    // Accepted, with a warning: per-user table grants bloat pg_class.relacl.
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.json()["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("row is too big"),
+        "{}",
+        r.text
+    );
     let d = s.read("database/roles/ro").await.data();
     assert_eq!(d["default_ttl"], 3600);
     assert_eq!(d["max_ttl"], 86400);
@@ -89,4 +98,33 @@ async fn invalid_roles_are_refused_with_what_to_fix() {
         404,
         "nothing stored"
     );
+}
+
+#[tokio::test]
+async fn username_and_password_settings_are_checked() {
+    let s = TestServer::start().await;
+    let r = s
+        .write("database/roles/tpl", json!({"username_template": "app_{{cluster}}_{{random 10}}", "password_length": 40, "password_scram_iterations": 1}))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let d = s.read("database/roles/tpl").await.data();
+    assert_eq!(d["password_length"], 40);
+    assert_eq!(d["password_scram_iterations"], 1);
+    for (body, field) in [
+        (json!({"username_template": "{{role}}"}), "random"),
+        (json!({"username_template": "x{{random 63}}"}), "63"),
+        (
+            json!({"username_template": "a\"b{{random 9}}"}),
+            "not allowed",
+        ),
+        (json!({"password_length": 19}), "password_length"),
+        (
+            json!({"password_scram_iterations": 0}),
+            "password_scram_iterations",
+        ),
+    ] {
+        let r = s.write("database/roles/bad2", body.clone()).await;
+        assert_eq!(r.status, 400, "{body}");
+        assert!(r.error().contains(field), "{body}: {}", r.text);
+    }
 }

@@ -1,0 +1,254 @@
+//! `creds/<cluster>/<database>/<role>`: issue a fresh PostgreSQL user under
+//! a lease.
+//!
+//! Order, for crash safety: the intent (username, cluster, database) is
+//! stored first; then the role's statements run as the management role in
+//! one transaction in the target database; then the lease is stored (and
+//! the intent dropped) in one write; only then are the credentials
+//! returned. A crash in between leaves an intent, which the next start
+//! resolves by dropping the user if it exists.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use serde_json::json;
+
+use super::pools::Who;
+use super::records::{ClusterRecord, DatabaseRecord, RoleRecord, State};
+use super::username::Template;
+use super::{template, Engine, Error};
+use crate::lease::{ttl, Intent, LeaseEntry, TtlLimits};
+use crate::logical::{handler, Field, Operation, Request, Response, Route, Secret};
+use crate::postgres::scram;
+use crate::random;
+use crate::Error as AnyError;
+
+/// Statements used when a role gives none: a login user that is a member of
+/// the objects-owner role and works as it, so what it creates is owned by
+/// that role and stays usable by the next user. No per-user grant on a
+/// database, schema or table (those serialise concurrent issuing and bloat
+/// catalogs), and the management role is not made a member of the user.
+pub const DEFAULT_CREATION: &[&str] = &[
+    r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE "{{objects_owner}}""#,
+    r#"ALTER ROLE "{{name}}" SET role TO '{{objects_owner}}'"#,
+];
+
+/// Characters kept as they are in a URL path segment (RFC 3986 unreserved).
+const URL_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+    vec![Route::new(
+        "creds/{cluster}/{database}/{role}",
+        "Issue a database user under a lease.",
+        HELP,
+    )
+    .field(Field::name("cluster", "Name of the cluster."))
+    .field(Field::name("database", "Name of the database."))
+    .field(Field::name("role", "Name of the role."))
+    .op(
+        Operation::Read,
+        "Create a user and return its credentials with a lease.",
+        handler(engine, issue),
+    )]
+}
+
+/// `VALID UNTIL` text for a unix time.
+pub fn valid_until(unix: i64) -> String {
+    Utc.timestamp_opt(unix, 0)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S+00").to_string())
+        .unwrap_or_else(|| "infinity".into())
+}
+
+/// The values statement templates may use.
+pub fn template_values(
+    cluster: &ClusterRecord,
+    db: &DatabaseRecord,
+    username: &str,
+    password_verifier: &str,
+    expiration: i64,
+) -> BTreeMap<&'static str, String> {
+    let mut values = BTreeMap::new();
+    values.insert("name", username.to_string());
+    values.insert("password", password_verifier.to_string());
+    values.insert("expiration", valid_until(expiration));
+    values.insert("database", db.name.clone());
+    values.insert("objects_owner", db.objects_owner_role.clone());
+    values.insert("group", cluster.management_role.clone());
+    values
+}
+
+async fn active_database(
+    engine: &Engine,
+    cluster: &str,
+    database: &str,
+) -> Result<DatabaseRecord, Error> {
+    let db = engine
+        .load_database(cluster, database)
+        .await?
+        .filter(|d| d.state != State::Registering)
+        .ok_or_else(|| Error::DatabaseNotFound {
+            cluster: cluster.into(),
+            database: database.into(),
+        })?;
+    if db.state == State::Disabled {
+        return Err(Error::DatabaseDisabled {
+            cluster: cluster.into(),
+            database: database.into(),
+        });
+    }
+    Ok(db)
+}
+
+pub fn limits(engine: &Engine, role: Option<&RoleRecord>) -> TtlLimits {
+    let mount = *engine.tuning.read().expect("mount tuning");
+    TtlLimits {
+        role_default: role.map(|r| r.default_ttl).unwrap_or(0),
+        role_max: role.map(|r| r.max_ttl).unwrap_or(0),
+        mount_default: mount.default_lease_ttl,
+        mount_max: mount.max_lease_ttl,
+    }
+}
+
+async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    let (cluster_name, db_name, role_name) = (
+        req.capture("cluster"),
+        req.capture("database"),
+        req.capture("role"),
+    );
+    let role = engine
+        .load_role(&role_name)
+        .await?
+        .ok_or_else(|| Error::RoleNotFound {
+            name: role_name.clone(),
+        })?;
+    let cluster = engine.active_cluster(&cluster_name).await?;
+    let db = active_database(&engine, &cluster_name, &db_name).await?;
+
+    let now = Utc::now().timestamp();
+    let (ttl_seconds, max_end) = ttl::issue(&limits(&engine, Some(&role)), now);
+    let expire_time = now + ttl_seconds as i64;
+    let template = match &role.username_template {
+        Some(t) => Template::parse(t).map_err(|reason| Error::InvalidField {
+            field: "username_template",
+            reason,
+        })?,
+        None => Template::default_template(),
+    };
+    let username = template.render(&role_name, &cluster_name, &db_name, now);
+    let password = random::alphanumeric(role.password_length);
+    let iterations = role.password_scram_iterations;
+    // Hashing costs about a millisecond at 4096 iterations: keep it off the
+    // runtime's worker threads.
+    let verifier = {
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || scram::verifier(&password, iterations))
+            .await
+            .map_err(|e| Error::Postgres(format!("hashing task failed: {e}")))?
+    };
+    let values = template_values(&cluster, &db, &username, &verifier, expire_time);
+    let statements: Vec<String> = if role.creation_statements.is_empty() {
+        DEFAULT_CREATION
+            .iter()
+            .map(|s| template::render(s, &values))
+            .collect()
+    } else {
+        role.creation_statements
+            .iter()
+            .map(|s| template::render(s, &values))
+            .collect()
+    };
+
+    let intent = Intent {
+        id: random::alphanumeric(24),
+        mount: engine.mount.path.clone(),
+        cluster: cluster_name.clone(),
+        database: db_name.clone(),
+        username: username.clone(),
+        created: now,
+    };
+    engine.leases.begin(&intent).await?;
+    let client = match engine
+        .pools
+        .client(&cluster, &db_name, Who::Management)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            engine.leases.abandon(&intent.id).await?;
+            return Err(e.into());
+        }
+    };
+    // One round trip: a multi-statement simple query runs as one implicit
+    // transaction, so the user is created completely or not at all.
+    let script = statements
+        .iter()
+        .map(|s| s.trim().trim_end_matches(';'))
+        .collect::<Vec<_>>()
+        .join(";\n");
+    if let Err(e) = client.batch_execute(&script).await {
+        let error = Error::from(e);
+        // The transaction rolled back unless the connection broke mid-commit;
+        // only a clean database error lets the intent go now.
+        if matches!(error, Error::Refused { .. }) {
+            engine.leases.abandon(&intent.id).await?;
+        }
+        return Err(error.into());
+    }
+    drop(client);
+
+    let lease_id = format!(
+        "{}{}/{}",
+        engine.mount.path,
+        req.path.trim_end_matches('/'),
+        random::alphanumeric(24)
+    );
+    let lease = LeaseEntry {
+        lease_id: lease_id.clone(),
+        mount: engine.mount.path.clone(),
+        path: format!("{}{}", engine.mount.path, req.path),
+        cluster: cluster_name,
+        database: db_name.clone(),
+        role: role_name,
+        username: username.clone(),
+        issue_time: now,
+        expire_time,
+        last_renewal: None,
+        max_end,
+        token_hash: req.caller.token_hash.clone(),
+        due: expire_time,
+        revoking: false,
+        failures: 0,
+        last_error: None,
+    };
+    engine.leases.commit(&intent.id, &lease).await?;
+
+    let ssl_mode = cluster.ssl_mode.as_str();
+    let connection_url = format!(
+        "postgresql://{username}:{password}@{host}:{port}/{db}?sslmode={ssl_mode}",
+        host = cluster.host,
+        port = cluster.port,
+        db = percent_encoding::utf8_percent_encode(&db_name, URL_PATH),
+    );
+    let mut response = Response::json(json!({
+        "username": username,
+        "password": password,
+        "host": cluster.host,
+        "port": cluster.port,
+        "database": db_name,
+        "connection_url": connection_url,
+    }));
+    response.secret = Some(Secret {
+        lease_id,
+        ttl: ttl_seconds,
+        renewable: true,
+    });
+    Ok(response)
+}
+
+const HELP: &str = "Creates a fresh PostgreSQL user in the database with the role's statements (run as the management role in one transaction) and returns its credentials under a lease: `username`, `password`, `host`, `port`, `database`, `connection_url`. The username is `v-<role>-<random>` (or the role's `username_template`), at most 63 bytes; the password is sent to PostgreSQL only as a SCRAM-SHA-256 verifier; `VALID UNTIL` is the lease's expiry. Without creation statements the user is a member of the database's objects-owner role and works as that role, so the objects it creates stay usable by later users. The lease TTL is the role's `default_ttl` (else the mount's, else 1h), capped by `max_ttl` (else the mount's, else 24h). Refused when the cluster, database or role is disabled or missing.";

@@ -1,0 +1,251 @@
+//! The engine's side of the lease manager ([`Revoker`]): revoking users,
+//! dropping users of unfinished creations, renewal checks and `VALID UNTIL`.
+//!
+//! Revocation runs as the management role in the user's database, in one
+//! transaction. By default: `NOLOGIN`; membership of the management role in
+//! the user is granted here, not at issue time (a management role that is a
+//! member of thousands of users makes every `SET ROLE` walk them all);
+//! acting as the user, its other sessions are terminated and what it owns
+//! goes to the objects-owner role; then the role is dropped. A user that no
+//! longer exists counts as revoked.
+
+use std::sync::Arc;
+
+use super::creds::{limits, template_values, valid_until};
+use super::pools::{self, Who};
+use super::records::{ClusterRecord, DatabaseRecord, State};
+use super::{template, Engine, Error};
+use crate::lease::{BoxFuture, Intent, LeaseEntry, Revoker, TtlLimits};
+use crate::postgres::{ident, literal};
+
+/// A connection as the management role to `database` of a cluster. Active
+/// clusters use their pool; disabled ones a one-off connection, so nothing
+/// stays open after the cluster was disabled.
+async fn management_client(
+    engine: &Engine,
+    cluster: &ClusterRecord,
+    database: &str,
+) -> Result<ManagementClient, Error> {
+    let db_active = engine
+        .load_database(&cluster.name, database)
+        .await?
+        .is_some_and(|d| d.state == State::Active);
+    if cluster.state == State::Active && db_active {
+        return Ok(ManagementClient::Pooled(
+            engine
+                .pools
+                .client(cluster, database, Who::Management)
+                .await?,
+        ));
+    }
+    Ok(ManagementClient::Single(
+        pools::target(cluster, database, Who::Management)
+            .connect()
+            .await?,
+    ))
+}
+
+enum ManagementClient {
+    Pooled(deadpool_postgres::Object),
+    Single(tokio_postgres::Client),
+}
+
+impl std::ops::Deref for ManagementClient {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &tokio_postgres::Client {
+        match self {
+            ManagementClient::Pooled(o) => o,
+            ManagementClient::Single(c) => c,
+        }
+    }
+}
+
+/// Drops `username` from the cluster, from inside `database`.
+pub async fn drop_user(
+    engine: &Engine,
+    cluster: &ClusterRecord,
+    database: &str,
+    username: &str,
+    custom: &[String],
+) -> Result<(), Error> {
+    let client = management_client(engine, cluster, database).await?;
+    let exists = !client
+        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&username])
+        .await?
+        .is_empty();
+    if !exists {
+        return Ok(());
+    }
+    let db = engine.load_database(&cluster.name, database).await?;
+    // Without a known database (reconciliation of a stray user) its objects
+    // are dropped rather than handed to an owner role.
+    let owner = db.as_ref().map(|d| d.objects_owner_role.clone());
+    let user = ident(username);
+    let manage = ident(&cluster.management_role);
+    // Acting as the user needs membership in it; handing its objects to the
+    // owner role needs the user to be a member of that role too (a role from
+    // Vault's docs makes users that are not).
+    let prologue = format!(
+        "ALTER ROLE {user} NOLOGIN;
+         GRANT {user} TO {manage};
+         {grant_owner}
+         SET ROLE {user};
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {name} AND pid <> pg_backend_pid();",
+        name = literal(username),
+        grant_owner = owner
+            .as_ref()
+            .map(|o| format!("GRANT {} TO {user};", ident(o)))
+            .unwrap_or_default(),
+    );
+    let body = if custom.is_empty() {
+        format!(
+            "{reassign}
+             DROP OWNED BY {user};
+             RESET ROLE;
+             DROP ROLE {user};",
+            reassign = owner
+                .as_ref()
+                .map(|o| format!("REASSIGN OWNED BY {user} TO {};", ident(o)))
+                .unwrap_or_default(),
+        )
+    } else {
+        let placeholder_db = db.unwrap_or(DatabaseRecord {
+            cluster: cluster.name.clone(),
+            name: database.to_string(),
+            objects_owner_role: owner.unwrap_or_default(),
+            created_db: false,
+            initialized: false,
+            state: State::Disabled,
+            created_at: String::new(),
+            disabled_at: None,
+        });
+        let values = template_values(cluster, &placeholder_db, username, "", 0);
+        let statements: Vec<String> = custom
+            .iter()
+            .map(|s| {
+                template::render(s, &values)
+                    .trim()
+                    .trim_end_matches(';')
+                    .to_string()
+            })
+            .collect();
+        format!("RESET ROLE;\n{};", statements.join(";\n"))
+    };
+    // One multi-statement query: one implicit transaction.
+    client.batch_execute(&format!("{prologue}\n{body}")).await?;
+    Ok(())
+}
+
+fn text(e: Error) -> String {
+    e.to_string()
+}
+
+impl Engine {
+    async fn cluster_for_revocation(&self, name: &str) -> Result<ClusterRecord, Error> {
+        let record = self
+            .load_cluster(name)
+            .await?
+            .ok_or_else(|| Error::ClusterNotFound { name: name.into() })?;
+        if record.pending.is_some() {
+            let lock = self.lock_for(name);
+            let _guard = lock.lock().await;
+            let current = self.load_cluster(name).await?.unwrap_or(record);
+            return super::rotation::resolve(self, current)
+                .await?
+                .ok_or_else(|| Error::ClusterNotFound { name: name.into() });
+        }
+        Ok(record)
+    }
+
+    async fn revoke_lease(&self, lease: &LeaseEntry) -> Result<(), Error> {
+        let cluster = self.cluster_for_revocation(&lease.cluster).await?;
+        // A deleted role still has its users revoked, with the default statements.
+        let custom = self
+            .load_role(&lease.role)
+            .await?
+            .map(|r| r.revocation_statements)
+            .unwrap_or_default();
+        drop_user(self, &cluster, &lease.database, &lease.username, &custom).await
+    }
+
+    async fn check_renewable(&self, lease: &LeaseEntry) -> Result<TtlLimits, Error> {
+        let cluster = self.active_cluster(&lease.cluster).await?;
+        let _ = cluster;
+        let db = self
+            .load_database(&lease.cluster, &lease.database)
+            .await?
+            .ok_or_else(|| Error::DatabaseNotFound {
+                cluster: lease.cluster.clone(),
+                database: lease.database.clone(),
+            })?;
+        if db.state != State::Active {
+            return Err(Error::DatabaseDisabled {
+                cluster: lease.cluster.clone(),
+                database: lease.database.clone(),
+            });
+        }
+        let role = self
+            .load_role(&lease.role)
+            .await?
+            .ok_or_else(|| Error::RoleNotFound {
+                name: lease.role.clone(),
+            })?;
+        Ok(limits(self, Some(&role)))
+    }
+
+    async fn move_valid_until(&self, lease: &LeaseEntry, expire_time: i64) -> Result<(), Error> {
+        let cluster = self.active_cluster(&lease.cluster).await?;
+        let client = management_client(self, &cluster, &lease.database).await?;
+        client
+            .batch_execute(&format!(
+                "ALTER ROLE {} VALID UNTIL {}",
+                ident(&lease.username),
+                literal(&valid_until(expire_time))
+            ))
+            .await?;
+        Ok(())
+    }
+}
+
+impl Revoker for Engine {
+    fn revoke<'a>(&'a self, lease: &'a LeaseEntry) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.revoke_lease(lease).await.map_err(text) })
+    }
+
+    fn drop_intent<'a>(&'a self, intent: &'a Intent) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let cluster = self
+                .cluster_for_revocation(&intent.cluster)
+                .await
+                .map_err(text)?;
+            drop_user(self, &cluster, &intent.database, &intent.username, &[])
+                .await
+                .map_err(text)
+        })
+    }
+
+    fn renew_limits<'a>(
+        &'a self,
+        lease: &'a LeaseEntry,
+    ) -> BoxFuture<'a, Result<TtlLimits, String>> {
+        Box::pin(async move { self.check_renewable(lease).await.map_err(text) })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        lease: &'a LeaseEntry,
+        expire_time: i64,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.move_valid_until(lease, expire_time)
+                .await
+                .map_err(text)
+        })
+    }
+}
+
+/// Connects an engine to the lease manager.
+pub fn register(engine: &Arc<Engine>) {
+    let weak: std::sync::Weak<dyn Revoker> = Arc::downgrade(engine) as std::sync::Weak<dyn Revoker>;
+    engine.leases.register(&engine.mount.path, weak);
+}

@@ -1,0 +1,164 @@
+//! Leases: every issued database user is tracked here from before it exists
+//! until PostgreSQL confirms it is gone.
+//!
+//! Storage layout (all through the encrypted barrier):
+//! - `sys/expire/intent/<id>`: a user about to be created (written first);
+//! - `sys/expire/id/<lease_id>`: the lease itself;
+//! - `sys/expire/due/<unix time, 20 digits>/<escaped lease_id>`: the
+//!   time-ordered index of the next action on each lease (expiry, or the
+//!   next revocation attempt), scanned in batches so start-up never loads
+//!   every lease;
+//! - `sys/expire/token/<token hash>/<escaped lease_id>`: leases per token;
+//! - `sys/expire/user/<escaped mount>/<cluster>/<username>`: users per
+//!   cluster, for reconciliation.
+//!
+//! This module never imports the engine: it calls a [`Revoker`] per mount.
+
+pub mod manager;
+pub mod ttl;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+
+pub use manager::LeaseManager;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("lease_id must be specified")]
+    MissingLeaseId,
+    #[error("invalid lease")]
+    InvalidLease,
+    #[error("lease not found")]
+    NotFound,
+    #[error("lease expired")]
+    Expired,
+    #[error("lease is not renewable")]
+    NotRenewable,
+    #[error("lease is not renewable: {0}")]
+    Refused(String),
+    #[error("lease is expired and has failed previous revocation attempts")]
+    Irrevocable,
+    #[error("past the max TTL, cannot renew")]
+    PastMaxTtl,
+    #[error("failed to revoke {lease_id:?} ({index} / {total}): {reason}")]
+    RevokeFailed {
+        lease_id: String,
+        index: usize,
+        total: usize,
+        reason: String,
+    },
+    #[error("no secrets engine is mounted for lease {0:?}")]
+    NoBackend(String),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::Error),
+}
+
+/// A lease on one database user.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeaseEntry {
+    pub lease_id: String,
+    /// The mount that issued it (`database/`).
+    pub mount: String,
+    /// The request path without the random suffix.
+    pub path: String,
+    pub cluster: String,
+    pub database: String,
+    pub role: String,
+    pub username: String,
+    pub issue_time: i64,
+    pub expire_time: i64,
+    pub last_renewal: Option<i64>,
+    /// `issue_time + max TTL`: renewals never pass it.
+    pub max_end: i64,
+    /// The token that created the lease (its hash); revoking it revokes this.
+    pub token_hash: Option<String>,
+    /// When the index says this lease needs attention next.
+    pub due: i64,
+    /// Revocation was asked for (expiry, revoke, disable); never renewable again.
+    pub revoking: bool,
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+/// A user that is about to be created, recorded before PostgreSQL is asked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Intent {
+    pub id: String,
+    pub mount: String,
+    pub cluster: String,
+    pub database: String,
+    pub username: String,
+    pub created: i64,
+}
+
+/// What a mount's engine does for the lease manager.
+pub trait Revoker: Send + Sync + 'static {
+    /// Removes the lease's user (and its sessions); a user already gone counts
+    /// as revoked.
+    fn revoke<'a>(&'a self, lease: &'a LeaseEntry) -> BoxFuture<'a, Result<(), String>>;
+    /// Removes a user an intent may have created.
+    fn drop_intent<'a>(&'a self, intent: &'a Intent) -> BoxFuture<'a, Result<(), String>>;
+    /// Checks the lease may be renewed now and returns its TTL limits
+    /// (role default, role max; 0 = the mount's).
+    fn renew_limits<'a>(
+        &'a self,
+        lease: &'a LeaseEntry,
+    ) -> BoxFuture<'a, Result<TtlLimits, String>>;
+    /// Moves the user's `VALID UNTIL` to the new expiry.
+    fn extend<'a>(
+        &'a self,
+        lease: &'a LeaseEntry,
+        expire_time: i64,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// TTL settings that apply to a lease (seconds; 0 = unset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TtlLimits {
+    pub role_default: u64,
+    pub role_max: u64,
+    pub mount_default: u64,
+    pub mount_max: u64,
+}
+
+pub mod keys {
+    /// `/` cannot appear inside one key segment; lease ids hold no `%`.
+    pub fn escape(lease_id: &str) -> String {
+        lease_id.replace('/', "%")
+    }
+    pub fn unescape(segment: &str) -> String {
+        segment.replace('%', "/")
+    }
+    pub fn lease(lease_id: &str) -> String {
+        format!("sys/expire/id/{lease_id}")
+    }
+    pub const LEASES: &str = "sys/expire/id/";
+    pub const DUE: &str = "sys/expire/due/";
+    pub fn due(at: i64, lease_id: &str) -> String {
+        format!("{DUE}{:020}/{}", at.max(0), escape(lease_id))
+    }
+    /// Upper bound (exclusive) of due keys at or before `at`.
+    pub fn due_until(at: i64) -> String {
+        format!("{DUE}{:020}0", at.max(0))
+    }
+    pub fn token(token_hash: &str, lease_id: &str) -> String {
+        format!("sys/expire/token/{token_hash}/{}", escape(lease_id))
+    }
+    pub fn token_folder(token_hash: &str) -> String {
+        format!("sys/expire/token/{token_hash}/")
+    }
+    pub fn user(mount: &str, cluster: &str, username: &str) -> String {
+        format!("sys/expire/user/{}/{cluster}/{username}", escape(mount))
+    }
+    pub fn users(mount: &str, cluster: &str) -> String {
+        format!("sys/expire/user/{}/{cluster}/", escape(mount))
+    }
+    pub const INTENTS: &str = "sys/expire/intent/";
+    pub fn intent(id: &str) -> String {
+        format!("{INTENTS}{id}")
+    }
+}

@@ -1,0 +1,222 @@
+//! The product's promise under a hard crash: the server is SIGKILLed in the
+//! middle of a stream of concurrent credential requests; after a restart no
+//! `v-` user exists that no lease tracks, and every tracked one is still
+//! revoked on expiry.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::engine::{cluster_body, root_user};
+use crate::support::pg::{Pg, PgVersion};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
+        .args(["server", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_healthy(client: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client.get(format!("{url}/v1/sys/health")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "server never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn call(
+    client: &reqwest::Client,
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client
+        .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url)
+        .header("X-Vault-Token", token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `v-` users that are neither management nor objects-owner roles.
+async fn issued_users(pg: &Pg) -> Vec<String> {
+    pg.admin()
+        .await
+        .query(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%' AND rolname NOT LIKE 'v-manage-%' AND rolname NOT LIKE 'v-owner-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_during_issuing_leaves_no_untracked_user() {
+    let pg = Pg::start(PgVersion::under_test());
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("pgsecrets.toml");
+    std::fs::write(
+        &config,
+        format!("[listener]\naddress = \"127.0.0.1:{port}\"\n[storage]\nbackend = \"sqlite\"\npath = \"pgsecrets.db\"\n[seal]\nkey_file = \"unseal.key\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
+        .args(["operator", "init", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let root = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Root Token: ").map(str::to_string))
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+
+    let mut server = start(&config);
+    wait_healthy(&client, &url).await;
+    let (user, password) = root_user(&pg, "root_crash").await;
+    let (status, body) = call(
+        &client,
+        "POST",
+        &format!("{url}/v1/database/cluster/crash"),
+        &root,
+        Some(cluster_body(&pg, &user, &password)),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = call(
+        &client,
+        "POST",
+        &format!("{url}/v1/database/cluster/crash/crashdb"),
+        &root,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &client,
+        "POST",
+        &format!("{url}/v1/database/roles/app"),
+        &root,
+        Some(json!({"default_ttl": "8s", "password_scram_iterations": 1})),
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    // A stream of concurrent requests, and a SIGKILL in the middle of it.
+    let creds = format!("{url}/v1/database/creds/crash/crashdb/app");
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (client, creds, root) = (client.clone(), creds.clone(), root.clone());
+        workers.push(tokio::spawn(async move {
+            let mut issued = 0;
+            for _ in 0..500 {
+                match client
+                    .get(&creds)
+                    .header("X-Vault-Token", &root)
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => issued += 1,
+                    Ok(_) => {}
+                    Err(_) => break, // the server is gone
+                }
+            }
+            issued
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Command::new("kill")
+        .args(["-KILL", &server.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = server.wait();
+    let mut issued = 0;
+    for w in workers {
+        issued += w.await.unwrap();
+    }
+    assert!(issued > 0, "no credential was issued before the kill");
+    let users_at_crash = issued_users(&pg).await.len();
+
+    // Restart on the same storage (a second later, so intents of the killed
+    // process are older than the new one).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut server = start(&config);
+    wait_healthy(&client, &url).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = call(
+            &client,
+            "GET",
+            &format!("{url}/v1/database/reconcile/crash"),
+            &root,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let (_, leases) = call(
+            &client,
+            "LIST",
+            &format!("{url}/v1/sys/leases/lookup/database/creds/crash/crashdb/app"),
+            &root,
+            None,
+        )
+        .await;
+        let lease_count = leases["data"]["keys"]
+            .as_array()
+            .map(|k| k.len())
+            .unwrap_or(0);
+        let users = issued_users(&pg).await.len();
+        if body["data"]["untracked_users"] == json!([]) && users <= lease_count {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after restart: {users} users, {lease_count} leases, reconcile {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!("issued {issued} before the kill; {users_at_crash} users existed at the crash");
+    // Every tracked user is still revoked on expiry.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !issued_users(&pg).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "users left after expiry: {:?}",
+            issued_users(&pg).await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = server.wait();
+}
