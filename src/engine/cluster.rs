@@ -114,6 +114,8 @@ pub struct Settings {
     pub max_open_connections: u32,
     pub max_idle_connections: u32,
     pub max_connection_lifetime: u64,
+    /// Fields the request carried (updates change only these).
+    pub given: Vec<&'static str>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
@@ -196,7 +198,50 @@ impl Settings {
             max_open_connections: max_open as u32,
             max_idle_connections: max_idle as u32,
             max_connection_lifetime: fields.duration("max_connection_lifetime").unwrap_or(0),
+            given: [
+                "port",
+                "database",
+                "ssl_mode",
+                "ssl_root_cert",
+                "max_open_connections",
+                "max_idle_connections",
+                "max_connection_lifetime",
+            ]
+            .into_iter()
+            .filter(|f| fields.is_set(f))
+            .collect(),
         })
+    }
+
+    /// Copies the settings the request gave onto an existing record; the
+    /// others keep their stored values.
+    fn update(&self, record: &mut ClusterRecord) -> Result<(), Error> {
+        let given = |f: &str| self.given.contains(&f);
+        if given("database") {
+            record.database = self.database.clone();
+        }
+        if given("ssl_mode") {
+            record.ssl_mode = self.ssl_mode;
+        }
+        if given("ssl_root_cert") {
+            record.ssl_root_cert = self.ssl_root_cert.clone();
+        }
+        if given("max_open_connections") {
+            record.max_open_connections = self.max_open_connections;
+        }
+        if given("max_idle_connections") {
+            record.max_idle_connections = self.max_idle_connections;
+        }
+        if given("max_connection_lifetime") {
+            record.max_connection_lifetime = self.max_connection_lifetime;
+        }
+        if record.max_idle_connections > record.max_open_connections {
+            return Err(invalid(
+                "max_idle_connections",
+                "must be from 0 to max_open_connections",
+            ));
+        }
+        Ok(())
     }
 
     /// Copies the tunable settings onto a record.
@@ -318,8 +363,13 @@ async fn update(
     mut record: ClusterRecord,
     settings: Settings,
 ) -> Result<Response, AnyError> {
+    let port = if settings.given.contains(&"port") {
+        settings.port
+    } else {
+        record.port
+    };
     if let Some(host) = &settings.host {
-        if *host != record.host || settings.port != record.port {
+        if *host != record.host || port != record.port {
             return Err(Error::ClusterNameTaken {
                 name: record.name.clone(),
                 host: record.host.clone(),
@@ -344,7 +394,7 @@ async fn update(
         );
     }
     let mut candidate = record.clone();
-    settings.apply_to(&mut candidate);
+    settings.update(&mut candidate)?;
     // New settings (TLS mode, database) must work before they are kept;
     // a disabled cluster comes back only if its stored credentials still work.
     let client = rotation::connect_root(&candidate, &candidate.password)
@@ -359,7 +409,7 @@ async fn update(
         })?;
     drop(client);
     let reactivated = record.state == State::Disabled;
-    settings.apply_to(&mut record);
+    settings.update(&mut record)?;
     record.state = State::Active;
     record.disabled_at = None;
     record.generation += 1;

@@ -528,19 +528,23 @@ async fn no_connection_is_left_open_after_disabling() {
     let pg = Pg::shared();
     let s = TestServer::start().await;
     let user = register(&s, pg, "leak1").await;
+    let r = s.write("database/cluster/leak1/leakdb", json!({})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(s.write("database/roles/leaky", json!({})).await.status, 204);
+    // Issuing uses the management pool; rotation replaces it.
     assert_eq!(
-        s.write("database/cluster/leak1/leakdb", json!({}))
-            .await
-            .status,
+        s.read("database/creds/leak1/leakdb/leaky").await.status,
         200
     );
-    assert_eq!(
-        s.write("database/rotate-root/leak1", json!({}))
-            .await
-            .status,
-        204
-    );
-    assert_eq!(s.delete("database/cluster/leak1").await.status, 204);
+    let r = s.write("database/rotate-root/leak1", json!({})).await;
+    assert_eq!(r.status, 204);
+    let issued = s.read("database/creds/leak1/leakdb/leaky").await.data()["username"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.delete("database/cluster/leak1").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    crate::creds::wait_until_gone(pg, &issued, std::time::Duration::from_secs(15)).await;
     let manage = s.read("database/cluster/leak1").await.data()["management_role"]
         .as_str()
         .unwrap()
@@ -564,4 +568,26 @@ async fn no_connection_is_left_open_after_disabling() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(open, 0, "connections of the disabled cluster remain open");
+}
+
+#[tokio::test]
+async fn an_update_changes_only_the_fields_it_gives() {
+    let pg = Pg::shared();
+    let s = TestServer::start().await;
+    register(&s, pg, "upd2").await;
+    let r = s
+        .write("database/cluster/upd2", json!({"max_open_connections": 7}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = s.read("database/cluster/upd2").await.data();
+    assert_eq!(d["max_open_connections"], 7);
+    assert_eq!(
+        d["ssl_mode"], "disable",
+        "unspecified settings keep their values"
+    );
+    let r = s
+        .write("database/cluster/upd2", json!({"max_idle_connections": 9}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.error().contains("max_idle_connections"), "{}", r.text);
 }

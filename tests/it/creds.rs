@@ -624,3 +624,137 @@ async fn templated_usernames_and_cheap_verifiers_still_log_in() {
         .await
         .expect("login works");
 }
+
+#[tokio::test]
+async fn pools_follow_a_root_rotation() {
+    let pg = Pg::shared();
+    let s = TestServer::start().await;
+    let path = setup(&s, pg, "cr13", json!({})).await;
+    issue(&s, &path).await;
+    assert_eq!(
+        s.write("database/rotate-root/cr13", json!({})).await.status,
+        204
+    );
+    // The pool built with the old management password is replaced.
+    let c = issue(&s, &path).await;
+    pg.connect(&c.username, &c.password, &c.database)
+        .await
+        .expect("issued after rotation");
+}
+
+#[tokio::test]
+async fn an_expired_token_takes_its_users_with_it() {
+    let pg = Pg::shared();
+    let s = TestServer::start().await;
+    let path = setup(&s, pg, "cr14", json!({"default_ttl": "1h"})).await;
+    s.write(
+        "sys/policies/acl/app",
+        json!({"policy": r#"path "database/creds/*" { capabilities = ["read"] }"#}),
+    )
+    .await;
+    let r = s
+        .write(
+            "auth/token/create",
+            json!({"policies": ["app"], "ttl": "2s"}),
+        )
+        .await;
+    let token = r.json()["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.read_as(&token, &path).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let user = r.data()["username"].as_str().unwrap().to_string();
+    wait_until_gone(pg, &user, Duration::from_secs(15)).await;
+}
+
+#[tokio::test]
+async fn tidy_needs_sudo_and_reports_what_it_removed() {
+    let s = TestServer::start().await;
+    let r = s.write("sys/leases/tidy", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.data()["removed_index_entries"], 0);
+    let t = s.token_with(&["default"]).await;
+    assert_eq!(
+        s.write_as(&t, "sys/leases/tidy", json!({})).await.status,
+        403
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_without_a_free_connection_answers_503_and_creates_nothing() {
+    let pg = &Pg::start(PgVersion::under_test());
+    let s = TestServer::start().await;
+    register(&s, pg, "busy1").await;
+    assert_eq!(
+        s.write(
+            "database/cluster/busy1",
+            json!({"max_open_connections": 1, "max_idle_connections": 1})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        s.write("database/cluster/busy1/busydb", json!({}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(s.write("database/roles/app", json!({})).await.status, 204);
+    let path = "database/creds/busy1/busydb/app";
+    // Hold CREATE ROLE up: the first request keeps the only connection busy.
+    let locker = pg.admin().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE pg_authid IN EXCLUSIVE MODE;")
+        .await
+        .unwrap();
+    let first = {
+        let (client, url, token) = (
+            s.client.clone(),
+            format!("{}/v1/{path}", s.url),
+            s.root_token.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .header("X-Vault-Token", token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let users_before = count_issued(pg).await;
+    let r = s.read(path).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.error().contains("no free connection"), "{}", r.text);
+    locker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        first.await.unwrap(),
+        200,
+        "the first request completes once unblocked"
+    );
+    assert_eq!(
+        count_issued(pg).await,
+        users_before + 1,
+        "the refused request created nothing"
+    );
+    assert_eq!(
+        s.read("database/reconcile/busy1").await.data()["untracked_users"],
+        json!([])
+    );
+}
+
+async fn count_issued(pg: &Pg) -> i64 {
+    pg.admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-app-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
