@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::cluster::{check_host, check_root_privileges};
+use super::cluster::check_root_privileges;
 use super::records::{now, ClusterRecord, DatabaseRecord, State};
+use super::settings::check_host;
 use super::{names, rotation, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres;
@@ -132,21 +133,12 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
 
     let inherit_disabled = req.fields.bool("inherit_deleted_db").unwrap_or(false);
     let mut copied = Vec::new();
-    for db_name in engine
-        .storage
-        .list(&super::records::keys::databases(
-            &engine.prefix,
-            &source_name,
-        ))
-        .await?
-    {
-        let Some(db) = engine.load_database(&source_name, &db_name).await? else {
-            continue;
-        };
+    for db in engine.databases(&source_name).await? {
         let keep = db.state == State::Active || (inherit_disabled && db.state == State::Disabled);
         if !keep {
             continue;
         }
+        copied.push(db.name.clone());
         engine
             .save_database(&DatabaseRecord {
                 cluster: target.clone(),
@@ -154,7 +146,6 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
                 ..db
             })
             .await?;
-        copied.push(db_name);
     }
     Ok(Response::json(json!({
         "name": record.name,

@@ -69,15 +69,13 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
 async fn list_disabled_clusters(engine: Arc<Engine>, _req: Request) -> Result<Response, AnyError> {
     let mut names = Vec::new();
     let mut info = Map::new();
-    for name in engine.storage.list(&keys::clusters(&engine.prefix)).await? {
-        if let Some(c) = engine.load_cluster(&name).await? {
-            if c.state == State::Disabled {
-                info.insert(
-                    name.clone(),
-                    json!({"disabled_at": c.disabled_at, "host": c.host, "port": c.port}),
-                );
-                names.push(name);
-            }
+    for c in engine.clusters().await? {
+        if c.state == State::Disabled {
+            info.insert(
+                c.name.clone(),
+                json!({"disabled_at": c.disabled_at, "host": c.host, "port": c.port}),
+            );
+            names.push(c.name);
         }
     }
     Ok(Response::list_with_info(names, info))
@@ -87,16 +85,10 @@ async fn list_disabled_databases(engine: Arc<Engine>, req: Request) -> Result<Re
     let cluster = req.capture("cluster");
     let mut names = Vec::new();
     let mut info = Map::new();
-    for name in engine
-        .storage
-        .list(&keys::databases(&engine.prefix, &cluster))
-        .await?
-    {
-        if let Some(db) = engine.load_database(&cluster, &name).await? {
-            if db.state == State::Disabled {
-                info.insert(name.clone(), json!({"disabled_at": db.disabled_at}));
-                names.push(name);
-            }
+    for db in engine.databases(&cluster).await? {
+        if db.state == State::Disabled {
+            info.insert(db.name.clone(), json!({"disabled_at": db.disabled_at}));
+            names.push(db.name);
         }
     }
     Ok(Response::list_with_info(names, info))

@@ -21,6 +21,7 @@ pub mod revocation;
 pub mod roles;
 pub mod rotate_root;
 pub mod rotation;
+pub mod settings;
 pub mod template;
 pub mod username;
 
@@ -223,6 +224,34 @@ impl Engine {
             records::State::Disabled => Err(Error::ClusterDisabled { name: name.into() }),
             records::State::Registering => Err(Error::ClusterNotFound { name: name.into() }),
         }
+    }
+
+    /// Every registered cluster (unfinished registrations left out).
+    pub async fn clusters(&self) -> Result<Vec<ClusterRecord>, Error> {
+        let mut out = Vec::new();
+        for name in self.storage.list(&keys::clusters(&self.prefix)).await? {
+            if let Some(record) = self.load_cluster(&name).await? {
+                if record.state != records::State::Registering {
+                    out.push(record);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every database record of a cluster.
+    pub async fn databases(&self, cluster: &str) -> Result<Vec<DatabaseRecord>, Error> {
+        let mut out = Vec::new();
+        for name in self
+            .storage
+            .list(&keys::databases(&self.prefix, cluster))
+            .await?
+        {
+            if let Some(db) = self.load_database(cluster, &name).await? {
+                out.push(db);
+            }
+        }
+        Ok(out)
     }
 
     pub async fn load_database(

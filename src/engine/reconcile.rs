@@ -89,17 +89,12 @@ async fn owner_roles(engine: &Engine, cluster: &str) -> Result<Vec<String>, Erro
 
 /// (objects-owner role, database) of every database of the cluster.
 async fn owner_databases(engine: &Engine, cluster: &str) -> Result<Vec<(String, String)>, Error> {
-    let mut out = Vec::new();
-    for name in engine
-        .storage
-        .list(&super::records::keys::databases(&engine.prefix, cluster))
+    Ok(engine
+        .databases(cluster)
         .await?
-    {
-        if let Some(db) = engine.load_database(cluster, &name).await? {
-            out.push((db.objects_owner_role, db.name));
-        }
-    }
-    Ok(out)
+        .into_iter()
+        .map(|db| (db.objects_owner_role, db.name))
+        .collect())
 }
 
 async fn read(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {

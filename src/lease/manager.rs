@@ -1,5 +1,5 @@
-//! The lease manager: records intents and leases, renews, revokes, and
-//! revokes on expiry from the persisted time-ordered index.
+//! The lease manager: records intents and leases, renews and revokes them.
+//! Revocation on expiry is in [`super::worker`].
 //!
 //! Nothing is deleted from storage until the engine confirms the user is
 //! gone (or `revoke-force` is asked). A failed revocation is retried with
@@ -8,9 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use super::{keys, ttl, Error, Intent, LeaseEntry, Revoker, TtlLimits};
 use crate::storage::{Op, Storage};
@@ -27,13 +26,13 @@ pub const BATCH: usize = 512;
 const IRREVOCABLE: &str = "sys/expire/irrevocable/";
 
 pub struct LeaseManager {
-    storage: Storage,
+    pub(super) storage: Storage,
     revokers: RwLock<HashMap<String, Weak<dyn Revoker>>>,
-    notify: Notify,
+    pub(super) notify: Notify,
     in_flight: Mutex<HashSet<String>>,
     /// Intents older than this (unix seconds) belong to an earlier process
     /// and can be resolved; newer ones may be creations in progress.
-    started: i64,
+    pub(super) started: i64,
 }
 
 /// Marks a lease as being worked on; released on drop.
@@ -52,12 +51,12 @@ impl Drop for Claim<'_> {
     }
 }
 
-fn backoff(failures: u32) -> i64 {
+pub(super) fn backoff(failures: u32) -> i64 {
     2i64.saturating_pow(failures.min(16)).min(MAX_BACKOFF)
 }
 
 /// The lease id encoded in a due-index key.
-fn lease_of_due_key(key: &str) -> Option<(i64, String)> {
+pub(super) fn lease_of_due_key(key: &str) -> Option<(i64, String)> {
     let rest = key.strip_prefix(keys::DUE)?;
     let (time, escaped) = rest.split_once('/')?;
     Some((time.parse().ok()?, keys::unescape(escaped)))
@@ -86,7 +85,7 @@ impl LeaseManager {
         self.revokers.write().expect("revokers").remove(mount);
     }
 
-    fn revoker(&self, mount: &str) -> Result<Arc<dyn Revoker>, Error> {
+    pub(super) fn revoker(&self, mount: &str) -> Result<Arc<dyn Revoker>, Error> {
         self.revokers
             .read()
             .expect("revokers")
@@ -143,6 +142,19 @@ impl LeaseManager {
         Ok(())
     }
 
+    /// Writes that store `lease` and move its due-index entry from `old_due`.
+    pub(super) fn reschedule(lease: &LeaseEntry, old_due: i64) -> Vec<Op> {
+        let mut ops = vec![Op::put(
+            keys::lease(&lease.lease_id),
+            serde_json::to_vec(lease).expect("lease serialises"),
+        )];
+        if old_due != lease.due {
+            ops.push(Op::delete(keys::due(old_due, &lease.lease_id)));
+        }
+        ops.push(Op::put(keys::due(lease.due, &lease.lease_id), Vec::new()));
+        ops
+    }
+
     pub async fn get(&self, lease_id: &str) -> Result<Option<LeaseEntry>, Error> {
         if lease_id.is_empty() || lease_id.ends_with('/') {
             return Ok(None);
@@ -194,14 +206,7 @@ impl LeaseManager {
         lease.last_renewal = Some(now);
         lease.due = expire_time;
         self.storage
-            .apply(vec![
-                Op::put(
-                    keys::lease(&lease.lease_id),
-                    serde_json::to_vec(&lease).expect("lease serialises"),
-                ),
-                Op::delete(keys::due(old_due, &lease.lease_id)),
-                Op::put(keys::due(lease.due, &lease.lease_id), Vec::new()),
-            ])
+            .apply(Self::reschedule(&lease, old_due))
             .await?;
         Ok((lease, new_ttl, warning))
     }
@@ -233,14 +238,7 @@ impl LeaseManager {
             lease.revoking = true;
             lease.due = now;
             self.storage
-                .apply(vec![
-                    Op::put(
-                        keys::lease(&lease.lease_id),
-                        serde_json::to_vec(&lease).expect("lease serialises"),
-                    ),
-                    Op::delete(keys::due(old_due, &lease.lease_id)),
-                    Op::put(keys::due(now, &lease.lease_id), Vec::new()),
-                ])
+                .apply(Self::reschedule(&lease, old_due))
                 .await?;
             self.notify.notify_one();
         }
@@ -326,7 +324,7 @@ impl LeaseManager {
 
     /// Revokes one lease through its engine; on failure records it and
     /// schedules the next attempt. Returns the engine's error text.
-    async fn revoke_entry(&self, mut lease: LeaseEntry, now: i64) -> Result<(), String> {
+    pub(super) async fn revoke_entry(&self, mut lease: LeaseEntry, now: i64) -> Result<(), String> {
         let Some(_claim) = self.claim(&lease.lease_id) else {
             return Err("a revocation of this lease is already running".into());
         };
@@ -348,14 +346,7 @@ impl LeaseManager {
                 lease.failures += 1;
                 lease.last_error = Some(reason.clone());
                 lease.due = now + backoff(lease.failures);
-                let mut ops = vec![
-                    Op::put(
-                        keys::lease(&lease.lease_id),
-                        serde_json::to_vec(&lease).expect("lease serialises"),
-                    ),
-                    Op::delete(keys::due(old_due, &lease.lease_id)),
-                    Op::put(keys::due(lease.due, &lease.lease_id), Vec::new()),
-                ];
+                let mut ops = Self::reschedule(&lease, old_due);
                 if Self::is_irrevocable(&lease) {
                     ops.push(Op::put(
                         format!("{IRREVOCABLE}{}", keys::escape(&lease.lease_id)),
@@ -411,142 +402,5 @@ impl LeaseManager {
 
     pub async fn irrevocable_count(&self) -> Result<usize, Error> {
         Ok(self.storage.list(IRREVOCABLE).await?.len())
-    }
-
-    /// Resolves intents left by an earlier process: the user may or may not
-    /// exist; it is dropped if it does. Failures stay for the next call.
-    pub async fn recover_intents(&self) -> Result<usize, Error> {
-        let mut resolved = 0;
-        for id in self.storage.list(keys::INTENTS).await? {
-            let Some(intent) = self.storage.get_json::<Intent>(&keys::intent(&id)).await? else {
-                continue;
-            };
-            if intent.created >= self.started {
-                continue; // a creation of this process, maybe still running
-            }
-            let outcome = match self.revoker(&intent.mount) {
-                Ok(revoker) => revoker.drop_intent(&intent).await,
-                Err(e) => Err(e.to_string()),
-            };
-            match outcome {
-                Ok(()) => {
-                    self.storage.delete(&keys::intent(&id)).await?;
-                    resolved += 1;
-                }
-                Err(reason) => {
-                    tracing::warn!(username = %intent.username, %reason, "cannot resolve a creation intent yet")
-                }
-            }
-        }
-        Ok(resolved)
-    }
-
-    /// Removes index entries that point at no lease. Returns how many.
-    pub async fn tidy(&self) -> Result<usize, Error> {
-        let mut removed = 0;
-        let mut from = keys::DUE.to_string();
-        let end = format!("{}\u{10ffff}", keys::DUE);
-        loop {
-            let batch = self.storage.scan(&from, &end, BATCH).await?;
-            let done = batch.len() < BATCH;
-            if let Some((last, _)) = batch.last() {
-                from = format!("{last}\0");
-            }
-            for (key, _) in batch {
-                let Some((at, lease_id)) = lease_of_due_key(&key) else {
-                    continue;
-                };
-                let stale = match self.get(&lease_id).await? {
-                    None => true,
-                    Some(lease) => lease.due != at,
-                };
-                if stale {
-                    self.storage.delete(&key).await?;
-                    removed += 1;
-                }
-            }
-            if done {
-                return Ok(removed);
-            }
-        }
-    }
-
-    /// One round of the expiry worker: revokes what is due at `now`, at most
-    /// [`BATCH`] leases, [`PARALLELISM`] at a time. Returns how many were
-    /// handled and when the next lease falls due.
-    pub async fn step(self: &Arc<Self>, now: i64) -> Result<(usize, Option<i64>), Error> {
-        let due = self
-            .storage
-            .scan(keys::DUE, &keys::due_until(now), BATCH)
-            .await?;
-        let semaphore = Arc::new(Semaphore::new(PARALLELISM));
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut handled = 0;
-        for (key, _) in due {
-            let Some((at, lease_id)) = lease_of_due_key(&key) else {
-                continue;
-            };
-            let Some(lease) = self.get(&lease_id).await? else {
-                self.storage.delete(&key).await?;
-                continue;
-            };
-            if lease.due != at {
-                self.storage.delete(&key).await?;
-                continue;
-            }
-            handled += 1;
-            let permit = Arc::clone(&semaphore)
-                .acquire_owned()
-                .await
-                .expect("semaphore open");
-            let manager = Arc::clone(self);
-            tasks.spawn(async move {
-                let _permit = permit;
-                let _ = manager.revoke_entry(lease, now).await;
-            });
-        }
-        while tasks.join_next().await.is_some() {}
-        let next = self
-            .storage
-            .scan(keys::DUE, &format!("{}\u{10ffff}", keys::DUE), 1)
-            .await?
-            .first()
-            .and_then(|(k, _)| lease_of_due_key(k))
-            .map(|(at, _)| at);
-        Ok((handled, next))
-    }
-
-    /// The expiry worker: runs [`LeaseManager::step`] whenever a lease falls
-    /// due (or something new was added), and retries creation intents of
-    /// earlier processes, until `shutdown` resolves.
-    pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut shutdown = shutdown;
-        let mut last_intent_check = 0;
-        loop {
-            let now = chrono::Utc::now().timestamp();
-            if now - last_intent_check >= 30 {
-                last_intent_check = now;
-                if let Err(e) = self.recover_intents().await {
-                    tracing::error!(error = %e, "intent recovery failed");
-                }
-            }
-            let wait = match self.step(now).await {
-                Ok((handled, next)) if handled < BATCH => match next {
-                    Some(at) if at > now => Duration::from_secs((at - now).min(1) as u64),
-                    Some(_) => Duration::from_millis(50),
-                    None => Duration::from_secs(1),
-                },
-                Ok(_) => Duration::ZERO,
-                Err(e) => {
-                    tracing::error!(error = %e, "expiry step failed");
-                    Duration::from_secs(1)
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.notify.notified() => {}
-                _ = shutdown.changed() => return,
-            }
-        }
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod manager;
 pub mod ttl;
+pub mod worker;
 
 use std::future::Future;
 use std::pin::Pin;

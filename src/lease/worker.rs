@@ -1,0 +1,151 @@
+//! The expiry worker: revokes what falls due from the persisted,
+//! time-ordered index, in bounded parallel batches, and resolves creation
+//! intents left by an earlier process. Tests drive [`LeaseManager::step`]
+//! directly with the instant they want.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use super::manager::{lease_of_due_key, BATCH, PARALLELISM};
+use super::{keys, Error, Intent, LeaseManager};
+
+impl LeaseManager {
+    /// Resolves intents left by an earlier process: the user may or may not
+    /// exist; it is dropped if it does. Failures stay for the next call.
+    pub async fn recover_intents(&self) -> Result<usize, Error> {
+        let mut resolved = 0;
+        for id in self.storage.list(keys::INTENTS).await? {
+            let Some(intent) = self.storage.get_json::<Intent>(&keys::intent(&id)).await? else {
+                continue;
+            };
+            if intent.created >= self.started {
+                continue; // a creation of this process, maybe still running
+            }
+            let outcome = match self.revoker(&intent.mount) {
+                Ok(revoker) => revoker.drop_intent(&intent).await,
+                Err(e) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(()) => {
+                    self.storage.delete(&keys::intent(&id)).await?;
+                    resolved += 1;
+                }
+                Err(reason) => {
+                    tracing::warn!(username = %intent.username, %reason, "cannot resolve a creation intent yet")
+                }
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// Removes index entries that point at no lease. Returns how many.
+    pub async fn tidy(&self) -> Result<usize, Error> {
+        let mut removed = 0;
+        let mut from = keys::DUE.to_string();
+        let end = format!("{}\u{10ffff}", keys::DUE);
+        loop {
+            let batch = self.storage.scan(&from, &end, BATCH).await?;
+            let done = batch.len() < BATCH;
+            if let Some((last, _)) = batch.last() {
+                from = format!("{last}\0");
+            }
+            for (key, _) in batch {
+                let Some((at, lease_id)) = lease_of_due_key(&key) else {
+                    continue;
+                };
+                let stale = match self.get(&lease_id).await? {
+                    None => true,
+                    Some(lease) => lease.due != at,
+                };
+                if stale {
+                    self.storage.delete(&key).await?;
+                    removed += 1;
+                }
+            }
+            if done {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// One round of the expiry worker: revokes what is due at `now`, at most
+    /// [`BATCH`] leases, [`PARALLELISM`] at a time. Returns how many were
+    /// handled and when the next lease falls due.
+    pub async fn step(self: &Arc<Self>, now: i64) -> Result<(usize, Option<i64>), Error> {
+        let due = self
+            .storage
+            .scan(keys::DUE, &keys::due_until(now), BATCH)
+            .await?;
+        let semaphore = Arc::new(Semaphore::new(PARALLELISM));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut handled = 0;
+        for (key, _) in due {
+            let Some((at, lease_id)) = lease_of_due_key(&key) else {
+                continue;
+            };
+            let Some(lease) = self.get(&lease_id).await? else {
+                self.storage.delete(&key).await?;
+                continue;
+            };
+            if lease.due != at {
+                self.storage.delete(&key).await?;
+                continue;
+            }
+            handled += 1;
+            let permit = Arc::clone(&semaphore)
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
+            let manager = Arc::clone(self);
+            tasks.spawn(async move {
+                let _permit = permit;
+                let _ = manager.revoke_entry(lease, now).await;
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let next = self
+            .storage
+            .scan(keys::DUE, &format!("{}\u{10ffff}", keys::DUE), 1)
+            .await?
+            .first()
+            .and_then(|(k, _)| lease_of_due_key(k))
+            .map(|(at, _)| at);
+        Ok((handled, next))
+    }
+
+    /// The expiry worker: runs [`LeaseManager::step`] whenever a lease falls
+    /// due (or something new was added), and retries creation intents of
+    /// earlier processes, until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut shutdown = shutdown;
+        let mut last_intent_check = 0;
+        loop {
+            let now = chrono::Utc::now().timestamp();
+            if now - last_intent_check >= 30 {
+                last_intent_check = now;
+                if let Err(e) = self.recover_intents().await {
+                    tracing::error!(error = %e, "intent recovery failed");
+                }
+            }
+            let wait = match self.step(now).await {
+                Ok((handled, next)) if handled < BATCH => match next {
+                    Some(at) if at > now => Duration::from_secs((at - now).min(1) as u64),
+                    Some(_) => Duration::from_millis(50),
+                    None => Duration::from_secs(1),
+                },
+                Ok(_) => Duration::ZERO,
+                Err(e) => {
+                    tracing::error!(error = %e, "expiry step failed");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.notify.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
