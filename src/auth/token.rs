@@ -351,6 +351,62 @@ impl TokenStore {
         Ok(updated)
     }
 
+    /// Every live token's accessor (`LIST auth/token/accessors`).
+    pub async fn accessors(&self) -> Result<Vec<String>, Error> {
+        Ok(self.storage.list("auth/token/accessor/").await?)
+    }
+
+    /// Removes accessor and parent index entries that point at no token
+    /// (`auth/token/tidy`); returns how many.
+    pub async fn tidy(&self) -> Result<usize, Error> {
+        let mut removed = 0;
+        for accessor in self.storage.list("auth/token/accessor/").await? {
+            let key = accessor_key(&accessor);
+            let Some(target) = self.storage.get(&key).await? else {
+                continue;
+            };
+            let target = String::from_utf8_lossy(&target).into_owned();
+            if self.storage.get(&id_key(&target)).await?.is_none() {
+                self.storage.delete(&key).await?;
+                removed += 1;
+            }
+        }
+        for parent in self.storage.list("auth/token/parent/").await? {
+            let parent = parent.trim_end_matches('/');
+            for child in self
+                .storage
+                .list(&format!("auth/token/parent/{parent}/"))
+                .await?
+            {
+                if self.storage.get(&id_key(&child)).await?.is_none() {
+                    self.storage.delete(&child_key(parent, &child)).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Revokes a token but not its children: they become orphans first.
+    pub async fn revoke_orphan(&self, entry: &TokenEntry) -> Result<(), Error> {
+        let prefix = format!("auth/token/parent/{}/", entry.id_hash);
+        for child in self.storage.list(&prefix).await? {
+            let mut ops = vec![Op::delete(format!("{prefix}{child}"))];
+            if let Some(mut child_entry) =
+                self.storage.get_json::<TokenEntry>(&id_key(&child)).await?
+            {
+                child_entry.orphan = true;
+                child_entry.parent_hash = None;
+                ops.push(Op::put(
+                    id_key(&child),
+                    serde_json::to_vec(&child_entry).expect("token entry serialises"),
+                ));
+            }
+            self.storage.apply(ops).await?;
+        }
+        self.revoke(entry).await
+    }
+
     /// Revokes a token and, unless they are orphans, its children.
     pub async fn revoke(&self, entry: &TokenEntry) -> Result<(), Error> {
         let mut pending = vec![entry.clone()];

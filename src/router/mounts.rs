@@ -49,7 +49,12 @@ impl MountEntry {
             path: path.to_string(),
             kind: kind.to_string(),
             description: description.to_string(),
-            accessor: format!("{kind}_{accessor_hex}"),
+            // Vault's form: `database_1a2b3c4d`, `auth_token_1a2b3c4d`.
+            accessor: if path.starts_with("auth/") {
+                format!("auth_{kind}_{accessor_hex}")
+            } else {
+                format!("{kind}_{accessor_hex}")
+            },
             uuid: random::uuid(),
             options: None,
             config: MountConfig::default(),

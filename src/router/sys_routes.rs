@@ -1,5 +1,6 @@
 //! The `sys/` routes that belong to the router: the mount table
-//! (`sys/mounts`) and the OpenAPI document (`sys/internal/specs/openapi`).
+//! (`sys/mounts`, and `sys/auth` for the auth mounts) and the OpenAPI
+//! document (`sys/internal/specs/openapi`).
 
 use std::sync::{Arc, Weak};
 
@@ -35,6 +36,11 @@ pub fn routes(mounts: &Arc<Mounts>) -> Vec<Route> {
             Operation::Read,
             "List the mounted secrets engines.",
             handler(&state, list_mounts),
+        ),
+        Route::new("auth/?", "List the enabled auth methods.", AUTH_HELP).op(
+            Operation::Read,
+            "List the enabled auth methods.",
+            handler(&state, list_auth),
         ),
         Route::new(
             "mounts/{path*}/tune",
@@ -166,6 +172,21 @@ async fn list_mounts(state: Arc<MountRoutes>, _req: Request) -> Result<Response,
     Ok(response)
 }
 
+/// `sys/auth`: the auth mounts (only `token/`), keyed without `auth/`.
+async fn list_auth(state: Arc<MountRoutes>, _req: Request) -> Result<Response, AnyError> {
+    let mut data = Map::new();
+    for entry in state.mounts().entries() {
+        if let Some(path) = entry.path.strip_prefix("auth/") {
+            let mut json = mount_json(&entry);
+            json["config"]["token_type"] = json!("default-service");
+            data.insert(path.to_string(), json);
+        }
+    }
+    let mut response = Response::data(data);
+    response.data_at_top_level = true;
+    Ok(response)
+}
+
 async fn read_mount(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
     let path = mounts::normalize(&req.capture("path"));
     match state.mounts().get(&path) {
@@ -291,5 +312,6 @@ async fn openapi(state: Arc<MountRoutes>, _req: Request) -> Result<Response, Any
 
 const MOUNTS_HELP: &str = "Lists every mounted secrets engine with its type, accessor and lease settings. The keys are the mount paths with a trailing slash; they are repeated at the top level of the response, as Vault does.";
 const MOUNT_HELP: &str = "POST enables a secrets engine (`type=database`) at the path; the path must not overlap an existing mount. GET reads the mount. DELETE disables it: every lease issued under it is revoked first, and the engine's stored configuration is removed. Deleting a path that is not mounted succeeds.";
+const AUTH_HELP: &str = "Lists the enabled auth methods with their type, accessor and settings. pgsecrets has one, the token store at `token/`; enabling others is not supported. The keys are repeated at the top level of the response, as Vault does.";
 const TUNE_HELP: &str = "Reads or changes the default and maximum lease TTLs of a mount. Credentials issued under the mount use the role's TTLs when set, else these.";
 const OPENAPI_HELP: &str = "Returns an OpenAPI 3.0.2 document generated from the route tables of every mount. No token is needed.";

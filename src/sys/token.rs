@@ -97,6 +97,20 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
                 "Renew the given token.",
                 handler(state, renew),
             ),
+        Route::new("renew-accessor", "Renew a token by accessor.", RENEW_HELP)
+            .field(Field::string(
+                "accessor",
+                "The accessor of the token to renew.",
+            ))
+            .field(Field::duration(
+                "increment",
+                "Requested new TTL, counted from now.",
+            ))
+            .op(
+                Operation::Write,
+                "Renew the token with this accessor.",
+                handler(state, renew_accessor),
+            ),
         Route::new("revoke-self", "Revoke the calling token.", REVOKE_HELP).op(
             Operation::Write,
             "Revoke the calling token and its children.",
@@ -122,6 +136,27 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
             Operation::Write,
             "Revoke the token with this accessor.",
             handler(state, revoke_accessor),
+        ),
+        Route::new(
+            "revoke-orphan",
+            "Revoke a token, keeping its children.",
+            REVOKE_ORPHAN_HELP,
+        )
+        .field(Field::string("token", "The token to revoke.").sensitive())
+        .sudo_op(
+            Operation::Write,
+            "Revoke the given token; its children become orphans.",
+            handler(state, revoke_orphan),
+        ),
+        Route::new("tidy", "Tidy the token indexes.", TIDY_HELP).sudo_op(
+            Operation::Write,
+            "Revoke expired tokens and remove index entries that point at no token.",
+            handler(state, tidy),
+        ),
+        Route::new("accessors/?", "List token accessors.", ACCESSORS_HELP).sudo_op(
+            Operation::List,
+            "List the accessors of every live token.",
+            handler(state, list_accessors),
         ),
     ]
 }
@@ -307,6 +342,16 @@ async fn renew(state: Arc<SysState>, req: Request) -> Result<Response, AnyError>
     Ok(auth_response(&token, &renewed))
 }
 
+async fn renew_accessor(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let entry = accessor_entry(&state, &req).await?;
+    let renewed = state
+        .tokens
+        .renew(&entry, req.fields.duration("increment").unwrap_or(0))
+        .await?;
+    // Only the token's hash is stored: the answer cannot carry the token.
+    Ok(auth_response("", &renewed))
+}
+
 async fn revoke_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
     let entry = caller_entry(&state, &req).await?;
     state.tokens.revoke(&entry).await?;
@@ -332,7 +377,36 @@ async fn revoke_accessor(state: Arc<SysState>, req: Request) -> Result<Response,
     Ok(Response::empty())
 }
 
+async fn revoke_orphan(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let token = req
+        .fields
+        .str("token")
+        .filter(|t| !t.is_empty())
+        .ok_or(Error::TokenRequired)?;
+    // As with `revoke`, a token that does not exist is not an error.
+    if let Some(entry) = state.tokens.lookup(&token).await? {
+        state.tokens.revoke_orphan(&entry).await?;
+    }
+    Ok(Response::empty())
+}
+
+async fn list_accessors(state: Arc<SysState>, _req: Request) -> Result<Response, AnyError> {
+    Ok(Response::list(state.tokens.accessors().await?))
+}
+
+async fn tidy(state: Arc<SysState>, _req: Request) -> Result<Response, AnyError> {
+    let revoked = state.tokens.sweep_expired(Utc::now().timestamp()).await?;
+    let removed = state.tokens.tidy().await?;
+    // Warnings and no data, as Vault answers: vaultrs parses `data` as unit.
+    Ok(Response::empty().with_warning(format!(
+        "tidy: revoked {revoked} expired tokens and removed {removed} index entries that pointed at no token"
+    )))
+}
+
 const CREATE_HELP: &str = "Creates a service token. The new token is a child of the calling token (revoked with it) unless it is an orphan. Its policies default to the creator's; a non-root creator may only give policies it holds. The `default` policy is added unless `no_default_policy` is set. TTL defaults to 768h; `explicit_max_ttl` caps renewals; `period` makes a periodic token. The response carries the token in `auth.client_token`; it is shown once and stored only as a hash.";
 const LOOKUP_HELP: &str = "Returns a token's properties: policies, TTL, expiry, uses left, metadata. An unknown or expired token answers 403.";
 const RENEW_HELP: &str = "Extends a token's TTL from now by `increment` (default: its original TTL), capped by `explicit_max_ttl` and the system maximum from its creation. Tokens that never expire cannot be renewed.";
 const REVOKE_HELP: &str = "Revokes a token and every token created from it (except orphans). Revoking a token that does not exist succeeds.";
+const REVOKE_ORPHAN_HELP: &str = "Revokes a token (and its leases) but not the tokens created from it: they become orphans and live on. Needs sudo.";
+const ACCESSORS_HELP: &str = "Lists the accessors of every live token. Needs sudo.";
+const TIDY_HELP: &str = "Revokes expired tokens now (the server also does so every second) and removes accessor and parent index entries that point at no token. Answers 200 with the counts in a warning and no data, where Vault answers 202 and tidies in the background. Needs sudo.";

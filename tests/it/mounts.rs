@@ -123,3 +123,35 @@ async fn bad_mount_requests_are_refused_and_change_nothing() {
         .collect();
     assert_eq!(keys, vec!["database/", "sys/"]);
 }
+
+#[tokio::test]
+async fn sys_auth_lists_the_token_auth_method_as_vault_clients_expect() {
+    let s = TestServer::start().await;
+    let r = s.read("sys/auth").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let body = r.json();
+    let token = &body["data"]["token/"];
+    assert_eq!(token["type"], "token");
+    assert!(
+        token["accessor"]
+            .as_str()
+            .unwrap()
+            .starts_with("auth_token_"),
+        "{token}"
+    );
+    assert_eq!(token["config"]["token_type"], "default-service");
+    for key in ["description", "uuid", "local", "seal_wrap", "options"] {
+        assert!(token.get(key).is_some(), "auth entry lacks {key}");
+    }
+    assert_eq!(
+        body["token/"]["type"], "token",
+        "keys repeated at top level"
+    );
+    assert_eq!(
+        body["data"].as_object().unwrap().len(),
+        1,
+        "only auth methods, no secrets engines"
+    );
+    let plain = s.token_with(&["default"]).await;
+    assert_eq!(s.read_as(&plain, "sys/auth").await.status, 403);
+}

@@ -293,3 +293,132 @@ async fn a_token_can_be_renewed_by_value() {
         .await;
     assert_eq!(r.status, 403);
 }
+
+#[tokio::test]
+async fn revoke_orphan_revokes_only_the_token_and_its_children_live_on_as_orphans() {
+    let s = TestServer::start().await;
+    s.write(
+        "sys/policies/acl/maker",
+        json!({"policy": r#"path "auth/token/create" { capabilities = ["update"] }
+path "auth/token/revoke-orphan" { capabilities = ["update"] }"#}),
+    )
+    .await;
+    let parent = s.token_with(&["maker"]).await;
+    let child = s
+        .write_as(&parent, "auth/token/create", json!({}))
+        .await
+        .json()["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // It needs sudo, which update alone does not give.
+    let r = s
+        .write_as(
+            &parent,
+            "auth/token/revoke-orphan",
+            json!({"token": parent}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = s
+        .write("auth/token/revoke-orphan", json!({"token": parent}))
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(
+        s.read_as(&parent, "auth/token/lookup-self").await.status,
+        403
+    );
+    let r = s.read_as(&child, "auth/token/lookup-self").await;
+    assert_eq!(r.status, 200, "the child outlives its parent");
+    assert_eq!(r.data()["orphan"], true);
+    // Unknown tokens are not an error, as with revoke.
+    let r = s
+        .write("auth/token/revoke-orphan", json!({"token": "pgs.unknown"}))
+        .await;
+    assert_eq!(r.status, 204);
+}
+
+#[tokio::test]
+async fn a_token_can_be_renewed_by_accessor_and_accessors_can_be_listed() {
+    let s = TestServer::start().await;
+    let r = s.write("auth/token/create", json!({"ttl": "10m"})).await;
+    let auth = r.json()["auth"].clone();
+    let accessor = auth["accessor"].as_str().unwrap();
+    let r = s
+        .write(
+            "auth/token/renew-accessor",
+            json!({"accessor": accessor, "increment": "1h"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let d = r.json()["auth"]["lease_duration"].as_u64().unwrap();
+    assert!((3598..=3600).contains(&d), "{d}");
+    assert_eq!(r.json()["auth"]["accessor"], accessor);
+    assert_eq!(
+        r.json()["auth"]["client_token"],
+        "",
+        "accessor routes never reveal the token"
+    );
+    let token = auth["client_token"].as_str().unwrap();
+    let ttl = s.read_as(token, "auth/token/lookup-self").await.data()["ttl"]
+        .as_u64()
+        .unwrap();
+    assert!(ttl > 600, "the token itself was renewed: {ttl}");
+    let r = s
+        .write("auth/token/renew-accessor", json!({"accessor": "nope"}))
+        .await;
+    assert_eq!(r.status, 400);
+
+    let r = s.list("auth/token/accessors").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let keys = r.data()["keys"].clone();
+    assert!(
+        keys.as_array().unwrap().iter().any(|k| k == accessor),
+        "{keys}"
+    );
+    // Listing accessors needs sudo, which list alone does not give.
+    s.write(
+        "sys/policies/acl/lister",
+        json!({"policy": r#"path "auth/token/accessors/" { capabilities = ["list"] }"#}),
+    )
+    .await;
+    let plain = s.token_with(&["lister"]).await;
+    let r = s
+        .request("LIST", "auth/token/accessors", Some(&plain), None)
+        .await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn token_tidy_removes_index_entries_that_point_at_no_token() {
+    let s = TestServer::start().await;
+    // What a crash between two writes of an older version could leave.
+    s.storage
+        .put("auth/token/accessor/dangling123", b"0000".to_vec())
+        .await
+        .unwrap();
+    let r = s.list("auth/token/accessors").await;
+    assert!(r.text.contains("dangling123"), "{}", r.text);
+    let r = s.write("auth/token/tidy", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["data"], serde_json::Value::Null);
+    assert_eq!(
+        r.json()["warnings"][0],
+        "tidy: revoked 0 expired tokens and removed 1 index entries that pointed at no token"
+    );
+    let r = s.list("auth/token/accessors").await;
+    assert!(!r.text.contains("dangling123"), "{}", r.text);
+    assert_eq!(
+        s.read("auth/token/lookup-self").await.status,
+        200,
+        "live tokens stay"
+    );
+    s.write(
+        "sys/policies/acl/tidier",
+        json!({"policy": r#"path "auth/token/tidy" { capabilities = ["update"] }"#}),
+    )
+    .await;
+    let t = s.token_with(&["tidier"]).await;
+    let r = s.write_as(&t, "auth/token/tidy", json!({})).await;
+    assert_eq!(r.status, 403, "tidy needs sudo");
+}
