@@ -3,7 +3,10 @@
 //!
 //! Module map (dependencies flow one way, top to bottom):
 //!
-//! - [`cli`]: subcommands (`server`, `operator init`, `gen-docs`).
+//! - [`cli`]: subcommands: the server's (`server`, `operator init`,
+//!   `gen-docs`) and the client's (`read`, `write`, `lease`, `creds`, `psql`, ...).
+//! - [`client`]: a small HTTP client for Vault's API, used by the client
+//!   subcommands; it knows only the wire protocol, not the server's modules.
 //! - [`config`]: configuration file + flags -> validated [`config::Config`].
 //! - [`server`]: composition root; builds every part, binds, serves, shuts down.
 //! - [`wire`]: `/v1` HTTP <-> [`logical::Request`]/[`logical::Response`], the
@@ -22,6 +25,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -1,10 +1,10 @@
 //! The `pgsecrets` binary: parses arguments and dispatches to [`pgsecrets::cli`].
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() {
-    let args = pgsecrets::cli::vault_style_args(std::env::args());
-    let cli = pgsecrets::cli::Cli::parse_from(args);
+    let cli = match pgsecrets::cli::parse(std::env::args()) {
+        Ok(cli) => cli,
+        Err(code) => std::process::exit(code),
+    };
     std::process::exit(pgsecrets::cli::run(cli).await);
 }

@@ -1,11 +1,30 @@
-//! Command-line interface: `server`, `operator init`, `gen-docs`.
+//! Command-line interface: the dispatcher.
 //!
-//! Vault's own single-dash long flags (`-dev`, `-dev-root-token-id=x`) are
-//! accepted too, so scripts written for `vault server -dev` work unchanged.
+//! Server subcommands: `server`, `operator init`, `gen-docs`. Client
+//! subcommands, in the `vault` CLI's manner, talking HTTP through
+//! [`crate::client`] to the server named by `PGSECRETS_ADDR`/`VAULT_ADDR`:
+//! `read`, `write`, `list`, `delete`, `lease`, `token`, `policy`, and two
+//! conveniences, `creds` and `psql`.
+//!
+//! Vault's own single-dash long flags (`-dev`, `-dev-root-token-id=x`,
+//! `-format=json`) are accepted too, so `vault`-style command lines work.
+//! Exit codes (not Vault's): 0 success, 1 local error (usage, bad input, no
+//! server), 2 the server answered with an error ([`error`]).
 
+pub mod creds;
 pub mod docs;
+pub mod error;
+pub mod generic;
+pub mod kv_args;
+pub mod lease;
 pub mod operator;
+pub mod output;
+pub mod policy;
+pub mod psql;
 pub mod server;
+pub mod token;
+
+pub use error::Error;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +59,33 @@ pub enum Command {
         #[arg(long, default_value = "routes")]
         out: PathBuf,
     },
+    /// Read a path (GET); key=value pairs are sent as query parameters.
+    Read(generic::ReadArgs),
+    /// Write to a path (PUT) with key=value pairs as its JSON body.
+    Write(generic::WriteArgs),
+    /// List the keys under a path.
+    List(generic::ListArgs),
+    /// Delete a path.
+    Delete(generic::DeleteArgs),
+    /// Renew, revoke or look up leases.
+    Lease {
+        #[command(subcommand)]
+        command: lease::LeaseCommand,
+    },
+    /// Create or look up tokens.
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
+    /// Write, read, list or delete ACL policies.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
+    /// Get a fresh PostgreSQL user: export-able PG* lines, JSON, or a URL.
+    Creds(creds::CredsArgs),
+    /// Run psql as a fresh PostgreSQL user, revoked when psql exits.
+    Psql(psql::PsqlArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -70,10 +116,19 @@ pub enum OperatorCommand {
     },
 }
 
-/// Rewrites Vault-style `-long-flag` arguments to `--long-flag`.
+/// Rewrites Vault-style `-long-flag` arguments to `--long-flag`, up to a
+/// bare `--` (what follows it, e.g. psql's own `-tAc`, is left alone).
 pub fn vault_style_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut after_separator = false;
     args.into_iter()
         .map(|a| {
+            if after_separator {
+                return a;
+            }
+            if a == "--" {
+                after_separator = true;
+                return a;
+            }
             let is_single_dash_long = a.starts_with('-')
                 && !a.starts_with("--")
                 && a.len() > 2
@@ -85,6 +140,50 @@ pub fn vault_style_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// Parses the process arguments (Vault-style flags included). Help and
+/// version are printed here (`Err(0)`); a usage error is printed as one line
+/// (`Err(1)`).
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, i32> {
+    use clap::error::ErrorKind;
+    let args = vault_style_args(args);
+    let args_count = args.len();
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = e.print();
+                Err(0)
+            }
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand if args_count <= 1 => {
+                let _ = e.print();
+                Err(error::EXIT_LOCAL)
+            }
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                eprintln!("error: a subcommand is missing (see --help)");
+                Err(error::EXIT_LOCAL)
+            }
+            _ => {
+                let rendered = e.render().to_string();
+                let line = rendered
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("error: invalid arguments");
+                eprintln!("{} (see --help)", line.trim_end());
+                Err(error::EXIT_LOCAL)
+            }
+        },
+    }
+}
+
+/// A duration flag (`30m`, `1h`, `3600`, `2d`) in whole seconds.
+pub fn duration_seconds(text: &str) -> Result<u64, String> {
+    let seconds = crate::logical::duration::parse_seconds(text.trim())?;
+    if seconds < 0.0 {
+        return Err("a duration cannot be negative".into());
+    }
+    Ok(seconds.trunc() as u64)
 }
 
 /// Sets up `tracing` output.
@@ -102,20 +201,34 @@ pub fn init_logging(format: LogFormat) {
 
 /// Runs a parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
-    let result = match cli.command {
-        Command::Server(args) => server::run(args).await,
-        Command::Operator {
-            command: OperatorCommand::Init { config },
-        } => operator::init(&config).await,
-        Command::GenDocs { out } => docs::write(&out).await,
-    };
-    match result {
-        Ok(()) => 0,
+    match dispatch(cli.command).await {
+        Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            1
+            eprintln!("error: {}", e.one_line());
+            e.exit_code()
         }
     }
+}
+
+/// Runs one command; `Ok` holds the exit code (psql's own, for `psql`).
+async fn dispatch(command: Command) -> Result<i32, Error> {
+    match command {
+        Command::Server(args) => server::run(args).await?,
+        Command::Operator {
+            command: OperatorCommand::Init { config },
+        } => operator::init(&config).await?,
+        Command::GenDocs { out } => docs::write(&out).await?,
+        Command::Read(args) => generic::read(args).await?,
+        Command::Write(args) => generic::write(args).await?,
+        Command::List(args) => generic::list(args).await?,
+        Command::Delete(args) => generic::delete(args).await?,
+        Command::Lease { command } => lease::run(command).await?,
+        Command::Token { command } => token::run(command).await?,
+        Command::Policy { command } => policy::run(command).await?,
+        Command::Creds(args) => creds::run(args).await?,
+        Command::Psql(args) => return psql::run(args).await,
+    }
+    Ok(0)
 }
 
 #[cfg(test)]
@@ -142,5 +255,57 @@ mod tests {
         assert!(s.dev);
         assert_eq!(s.dev_root_token_id.as_deref(), Some("abc"));
         assert_eq!(s.dev_listen_address.port(), 9);
+    }
+
+    fn parse_args(args: &[&str]) -> Command {
+        let args = vault_style_args(args.iter().map(|a| a.to_string()));
+        Cli::try_parse_from(args).unwrap().command
+    }
+
+    #[test]
+    fn client_flags_parse_vault_style_and_psql_arguments_stay_untouched() {
+        let Command::Read(r) =
+            parse_args(&["pgsecrets", "read", "-format=json", "sys/mounts", "a=1"])
+        else {
+            panic!()
+        };
+        assert_eq!(r.output.format, output::Format::Json);
+        assert_eq!(r.data, vec!["a=1"]);
+        let Command::Psql(p) = parse_args(&[
+            "pgsecrets",
+            "psql",
+            "main/shop/app",
+            "--",
+            "-tAc",
+            "select 1",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(p.psql_args, vec!["-tAc", "select 1"]);
+        let Command::Token {
+            command: token::TokenCommand::Create(c),
+        } = parse_args(&[
+            "pgsecrets",
+            "token",
+            "create",
+            "-policy=a,b",
+            "-policy=c",
+            "-ttl=1h",
+        ])
+        else {
+            panic!()
+        };
+        assert_eq!(c.policies, vec!["a", "b", "c"]);
+        assert_eq!(c.ttl, Some(3600));
+    }
+
+    #[test]
+    fn bad_durations_are_usage_errors() {
+        let args = vault_style_args(
+            ["pgsecrets", "lease", "renew", "-increment=soon", "x"].map(String::from),
+        );
+        assert!(Cli::try_parse_from(args).is_err());
+        assert_eq!(duration_seconds("90s"), Ok(90));
+        assert!(duration_seconds("-5s").is_err());
     }
 }

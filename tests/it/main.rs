@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod cli_client;
 mod clone;
 mod cluster_tls;
 mod clusters;
