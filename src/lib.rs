@@ -3,7 +3,9 @@
 //!
 //! Module map (dependencies flow one way, top to bottom):
 //!
-//! - [`cli`]: subcommands (`server`, `operator init`, `gen-docs`).
+//! - [`cli`]: subcommands (`server`, `agent`, `operator init`, `gen-docs`).
+//! - [`agent`]: the sidecar that keeps an application's credentials fresh in
+//!   files; a plain HTTP client of the server.
 //! - [`config`]: configuration file + flags -> validated [`config::Config`].
 //! - [`server`]: composition root; builds every part, binds, serves, shuts down.
 //! - [`wire`]: `/v1` HTTP <-> [`logical::Request`]/[`logical::Response`], the
@@ -20,6 +22,7 @@
 //!   responses, routes, fields).
 //! - [`error`]: the error every handler returns, wrapping each layer's own enum.
 
+pub mod agent;
 pub mod auth;
 pub mod cli;
 pub mod config;

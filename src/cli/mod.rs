@@ -1,8 +1,9 @@
-//! Command-line interface: `server`, `operator init`, `gen-docs`.
+//! Command-line interface: `server`, `agent`, `operator init`, `gen-docs`.
 //!
 //! Vault's own single-dash long flags (`-dev`, `-dev-root-token-id=x`) are
 //! accepted too, so scripts written for `vault server -dev` work unchanged.
 
+pub mod agent;
 pub mod docs;
 pub mod operator;
 pub mod server;
@@ -29,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Server(ServerArgs),
+    /// Keep an application's database credentials fresh in files (sidecar).
+    Agent(agent::AgentArgs),
     /// Operator tasks.
     Operator {
         #[command(subcommand)]
@@ -102,12 +105,13 @@ pub fn init_logging(format: LogFormat) {
 
 /// Runs a parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
-    let result = match cli.command {
-        Command::Server(args) => server::run(args).await,
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Server(args) => server::run(args).await.map_err(Into::into),
+        Command::Agent(args) => agent::run(args).await.map_err(Into::into),
         Command::Operator {
             command: OperatorCommand::Init { config },
-        } => operator::init(&config).await,
-        Command::GenDocs { out } => docs::write(&out).await,
+        } => operator::init(&config).await.map_err(Into::into),
+        Command::GenDocs { out } => docs::write(&out).await.map_err(Into::into),
     };
     match result {
         Ok(()) => 0,
