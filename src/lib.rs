@@ -4,9 +4,12 @@
 //! Module map (dependencies flow one way, top to bottom):
 //!
 //! - [`cli`]: subcommands: the server's (`server`, `operator init`,
-//!   `gen-docs`) and the client's (`read`, `write`, `lease`, `creds`, `psql`, ...).
+//!   `gen-docs`), the client's (`read`, `write`, `lease`, `creds`, `psql`, ...)
+//!   and `agent`.
 //! - [`client`]: a small HTTP client for Vault's API, used by the client
 //!   subcommands; it knows only the wire protocol, not the server's modules.
+//! - [`agent`]: the sidecar that keeps an application's credentials fresh in
+//!   files; a plain HTTP client of the server.
 //! - [`config`]: configuration file + flags -> validated [`config::Config`].
 //! - [`server`]: composition root; builds every part, binds, serves, shuts down.
 //! - [`wire`]: `/v1` HTTP <-> [`logical::Request`]/[`logical::Response`], the
@@ -23,6 +26,7 @@
 //!   responses, routes, fields).
 //! - [`error`]: the error every handler returns, wrapping each layer's own enum.
 
+pub mod agent;
 pub mod auth;
 pub mod cli;
 pub mod client;

@@ -38,6 +38,9 @@ pub enum Error {
     /// The server subcommands' errors.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The agent could not start (bad configuration, no token file, ...).
+    #[error(transparent)]
+    Agent(#[from] crate::agent::Error),
 }
 
 impl Error {
@@ -50,7 +53,8 @@ impl Error {
             | Error::Input(_)
             | Error::Output(_)
             | Error::Spawn { .. }
-            | Error::Start(_) => EXIT_LOCAL,
+            | Error::Start(_)
+            | Error::Agent(_) => EXIT_LOCAL,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Command-line interface: the dispatcher.
 //!
-//! Server subcommands: `server`, `operator init`, `gen-docs`. Client
+//! Server subcommands: `server`, `operator init`, `gen-docs`; the sidecar:
+//! `agent`. Client
 //! subcommands, in the `vault` CLI's manner, talking HTTP through
 //! [`crate::client`] to the server named by `PGSECRETS_ADDR`/`VAULT_ADDR`:
 //! `read`, `write`, `list`, `delete`, `lease`, `token`, `policy`, and two
@@ -11,6 +12,7 @@
 //! Exit codes (not Vault's): 0 success, 1 local error (usage, bad input, no
 //! server), 2 the server answered with an error ([`error`]).
 
+pub mod agent;
 pub mod creds;
 pub mod docs;
 pub mod error;
@@ -48,6 +50,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Server(ServerArgs),
+    /// Keep an application's database credentials fresh in files (sidecar).
+    Agent(agent::AgentArgs),
     /// Operator tasks.
     Operator {
         #[command(subcommand)]
@@ -192,7 +196,9 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in files and journals.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -214,6 +220,7 @@ pub async fn run(cli: Cli) -> i32 {
 async fn dispatch(command: Command) -> Result<i32, Error> {
     match command {
         Command::Server(args) => server::run(args).await?,
+        Command::Agent(args) => agent::run(args).await?,
         Command::Operator {
             command: OperatorCommand::Init { config },
         } => operator::init(&config).await?,

@@ -59,8 +59,19 @@ impl TestServer {
         root_token: String,
         max_request_size: usize,
     ) -> TestServer {
+        TestServer::start_at(storage, root_token, max_request_size, "127.0.0.1:0").await
+    }
+
+    /// Serves already-initialised storage at `address`: a server coming back
+    /// where its clients expect it after an outage.
+    pub async fn start_at(
+        storage: Storage,
+        root_token: String,
+        max_request_size: usize,
+        address: &str,
+    ) -> TestServer {
         let router = server::assemble(storage.clone()).await.expect("assemble");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
