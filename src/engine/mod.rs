@@ -55,7 +55,7 @@ pub enum Error {
     DatabaseExists { cluster: String, database: String },
     #[error("database {database:?} does not exist in cluster {cluster:?}; write with create_db=true to create it")]
     DatabaseMissing { cluster: String, database: String },
-    #[error("unknown role {name:?}")]
+    #[error("unknown role: {name}")]
     RoleNotFound { name: String },
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },

@@ -95,9 +95,12 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | sys::Error::UnknownAccessor => bad(e),
         },
         Error::Engine(e) => match e {
-            engine::Error::ClusterNotFound { .. }
-            | engine::Error::DatabaseNotFound { .. }
-            | engine::Error::RoleNotFound { .. } => (StatusCode::NOT_FOUND, vec![e.to_string()]),
+            engine::Error::ClusterNotFound { .. } | engine::Error::DatabaseNotFound { .. } => {
+                (StatusCode::NOT_FOUND, vec![e.to_string()])
+            }
+            // Vault's database engine answers an unknown role with 400
+            // ("unknown role: x"); hvac raises InvalidRequest on it.
+            engine::Error::RoleNotFound { .. } => bad(e),
             engine::Error::ClusterDisabled { .. }
             | engine::Error::DatabaseDisabled { .. }
             | engine::Error::ClusterNameTaken { .. }

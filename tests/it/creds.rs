@@ -447,10 +447,9 @@ async fn credentials_are_refused_for_missing_or_disabled_things() {
     let pg = Pg::shared();
     let s = TestServer::start().await;
     let path = setup(&s, pg, "cr8", json!({})).await;
-    assert_eq!(
-        s.read("database/creds/cr8/cr8_db/nosuchrole").await.status,
-        404
-    );
+    let r = s.read("database/creds/cr8/cr8_db/nosuchrole").await;
+    assert_eq!(r.status, 400, "as Vault answers an unknown role");
+    assert_eq!(r.error(), "unknown role: nosuchrole");
     assert_eq!(s.read("database/creds/cr8/nosuchdb/app").await.status, 404);
     assert_eq!(s.read("database/creds/nosuch/cr8_db/app").await.status, 404);
     assert_eq!(s.write(&path, json!({})).await.status, 405);

@@ -45,7 +45,9 @@ async fn roles_are_written_read_listed_and_deleted() {
     );
     assert_eq!(s.delete("database/roles/ro").await.status, 204);
     assert_eq!(s.read("database/roles/ro").await.status, 404);
-    assert_eq!(s.delete("database/roles/ro").await.status, 404);
+    let r = s.delete("database/roles/ro").await;
+    assert_eq!(r.status, 400, "deleting an unknown role is a clear 4xx");
+    assert_eq!(r.error(), "unknown role: ro");
 }
 
 #[tokio::test]
