@@ -284,12 +284,16 @@ async fn lookup_self(state: Arc<SysState>, req: Request) -> Result<Response, Any
     ))
 }
 
-async fn given_token(state: &SysState, req: &Request) -> Result<(String, TokenEntry), AnyError> {
-    let token = req
-        .fields
+/// The `token` field, required.
+fn token_field(req: &Request) -> Result<String, Error> {
+    req.fields
         .str("token")
         .filter(|t| !t.is_empty())
-        .ok_or(Error::TokenRequired)?;
+        .ok_or(Error::TokenRequired)
+}
+
+async fn given_token(state: &SysState, req: &Request) -> Result<(String, TokenEntry), AnyError> {
+    let token = token_field(&req)?;
     let entry = state
         .tokens
         .lookup(&token)
@@ -359,11 +363,7 @@ async fn revoke_self(state: Arc<SysState>, req: Request) -> Result<Response, Any
 }
 
 async fn revoke(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
-    let token = req
-        .fields
-        .str("token")
-        .filter(|t| !t.is_empty())
-        .ok_or(Error::TokenRequired)?;
+    let token = token_field(&req)?;
     // Revoking a token that does not exist succeeds, as in Vault.
     if let Some(entry) = state.tokens.lookup(&token).await? {
         state.tokens.revoke(&entry).await?;
@@ -378,11 +378,7 @@ async fn revoke_accessor(state: Arc<SysState>, req: Request) -> Result<Response,
 }
 
 async fn revoke_orphan(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
-    let token = req
-        .fields
-        .str("token")
-        .filter(|t| !t.is_empty())
-        .ok_or(Error::TokenRequired)?;
+    let token = token_field(&req)?;
     // As with `revoke`, a token that does not exist is not an error.
     if let Some(entry) = state.tokens.lookup(&token).await? {
         state.tokens.revoke_orphan(&entry).await?;
