@@ -293,7 +293,7 @@ fn token_field(req: &Request) -> Result<String, Error> {
 }
 
 async fn given_token(state: &SysState, req: &Request) -> Result<(String, TokenEntry), AnyError> {
-    let token = token_field(&req)?;
+    let token = token_field(req)?;
     let entry = state
         .tokens
         .lookup(&token)
