@@ -3,7 +3,9 @@
 //!
 //! Module map (dependencies flow one way, top to bottom):
 //!
-//! - [`cli`]: subcommands (`server`, `operator init`, `gen-docs`).
+//! - [`cli`]: subcommands (`server`, `operator init`, `gen-docs`, `bench`).
+//! - [`bench`]: `pgsecrets bench`, benchmarks against the raw-SQL floor
+//!   (uses the server like a client does; nothing depends on it).
 //! - [`config`]: configuration file + flags -> validated [`config::Config`].
 //! - [`server`]: composition root; builds every part, binds, serves, shuts down.
 //! - [`wire`]: `/v1` HTTP <-> [`logical::Request`]/[`logical::Response`], the
@@ -21,6 +23,7 @@
 //! - [`error`]: the error every handler returns, wrapping each layer's own enum.
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -1,8 +1,9 @@
-//! Command-line interface: `server`, `operator init`, `gen-docs`.
+//! Command-line interface: `server`, `operator init`, `gen-docs`, `bench`.
 //!
 //! Vault's own single-dash long flags (`-dev`, `-dev-root-token-id=x`) are
 //! accepted too, so scripts written for `vault server -dev` work unchanged.
 
+pub mod bench;
 pub mod docs;
 pub mod operator;
 pub mod server;
@@ -40,6 +41,26 @@ pub enum Command {
         #[arg(long, default_value = "routes")]
         out: PathBuf,
     },
+    /// Benchmarks against the raw-SQL floor (starts its own PostgreSQL and
+    /// pgsecrets servers); see benches/RESULTS.md.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Tiny versions of every scenario (seconds): checks the harness, not speed.
+    #[arg(long)]
+    pub quick: bool,
+    /// Run only this scenario (repeatable); default: all.
+    #[arg(long, value_enum)]
+    pub scenario: Vec<crate::bench::Scenario>,
+    /// Leases written in the scale scenario (default 1000000; --quick 2000).
+    #[arg(long)]
+    pub leases: Option<usize>,
+    /// Directory of PostgreSQL's initdb, pg_ctl and postgres (default:
+    /// PGSECRETS_PG_BIN, else the newest /usr/lib/postgresql/<major>/bin, else pg_config).
+    #[arg(long)]
+    pub pg_bin: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -102,12 +123,13 @@ pub fn init_logging(format: LogFormat) {
 
 /// Runs a parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
-    let result = match cli.command {
-        Command::Server(args) => server::run(args).await,
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Server(args) => server::run(args).await.map_err(Into::into),
         Command::Operator {
             command: OperatorCommand::Init { config },
-        } => operator::init(&config).await,
-        Command::GenDocs { out } => docs::write(&out).await,
+        } => operator::init(&config).await.map_err(Into::into),
+        Command::GenDocs { out } => docs::write(&out).await.map_err(Into::into),
+        Command::Bench(args) => bench::run(args).await.map_err(Into::into),
     };
     match result {
         Ok(()) => 0,

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod bench;
 mod cli;
 mod clone;
 mod cluster_tls;
