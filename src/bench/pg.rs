@@ -179,19 +179,25 @@ impl Pg {
 
     /// Drops every role whose name starts with `prefix` (they own nothing)
     /// and vacuums the catalogs that held them, so the next run starts
-    /// from the same catalog.
+    /// from the same catalog. A few hundred per statement: each dropped
+    /// role holds a lock until its transaction ends.
     pub async fn drop_roles(&self, prefix: &str) -> Result<(), Error> {
         let admin = self.admin().await?;
-        admin
-            .batch_execute(&format!(
-                "DO $$DECLARE r record; BEGIN
-                   FOR r IN SELECT rolname FROM pg_roles WHERE starts_with(rolname, {prefix}) LOOP
-                     EXECUTE format('DROP ROLE %I', r.rolname);
-                   END LOOP;
-                 END$$",
-                prefix = crate::postgres::literal(prefix)
-            ))
-            .await?;
+        let names: Vec<String> = admin
+            .query(
+                "SELECT rolname::text FROM pg_roles WHERE starts_with(rolname, $1)",
+                &[&prefix],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for chunk in names.chunks(500) {
+            let list: Vec<String> = chunk.iter().map(|n| crate::postgres::ident(n)).collect();
+            admin
+                .batch_execute(&format!("DROP ROLE {}", list.join(", ")))
+                .await?;
+        }
         admin
             .batch_execute("VACUUM pg_authid, pg_auth_members, pg_db_role_setting, pg_shdepend")
             .await?;
