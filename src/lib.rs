@@ -10,6 +10,8 @@
 //!   subcommands; it knows only the wire protocol, not the server's modules.
 //! - [`agent`]: the sidecar that keeps an application's credentials fresh in
 //!   files; a plain HTTP client of the server.
+//! - [`bench`]: `pgsecrets bench`, benchmarks against the raw-SQL floor
+//!   (uses the server like a client does; nothing depends on it).
 //! - [`config`]: configuration file + flags -> validated [`config::Config`].
 //! - [`server`]: composition root; builds every part, binds, serves, shuts down.
 //! - [`wire`]: `/v1` HTTP <-> [`logical::Request`]/[`logical::Response`], the
@@ -28,6 +30,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -41,6 +41,9 @@ pub enum Error {
     /// The agent could not start (bad configuration, no token file, ...).
     #[error(transparent)]
     Agent(#[from] crate::agent::Error),
+    /// A benchmark could not run.
+    #[error(transparent)]
+    Bench(#[from] crate::bench::Error),
 }
 
 impl Error {
@@ -54,7 +57,8 @@ impl Error {
             | Error::Output(_)
             | Error::Spawn { .. }
             | Error::Start(_)
-            | Error::Agent(_) => EXIT_LOCAL,
+            | Error::Agent(_)
+            | Error::Bench(_) => EXIT_LOCAL,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Command-line interface: the dispatcher.
 //!
 //! Server subcommands: `server`, `operator init`, `gen-docs`; the sidecar:
-//! `agent`. Client
+//! `agent`; benchmarks: `bench`. Client
 //! subcommands, in the `vault` CLI's manner, talking HTTP through
 //! [`crate::client`] to the server named by `PGSECRETS_ADDR`/`VAULT_ADDR`:
 //! `read`, `write`, `list`, `delete`, `lease`, `token`, `policy`, and two
@@ -13,6 +13,7 @@
 //! server), 2 the server answered with an error ([`error`]).
 
 pub mod agent;
+pub mod bench;
 pub mod creds;
 pub mod docs;
 pub mod error;
@@ -90,6 +91,26 @@ pub enum Command {
     Creds(creds::CredsArgs),
     /// Run psql as a fresh PostgreSQL user, revoked when psql exits.
     Psql(psql::PsqlArgs),
+    /// Benchmarks against the raw-SQL floor (starts its own PostgreSQL and
+    /// pgsecrets servers); see the README.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Tiny versions of every scenario (seconds): checks the harness, not speed.
+    #[arg(long)]
+    pub quick: bool,
+    /// Run only this scenario (repeatable); default: all.
+    #[arg(long, value_enum)]
+    pub scenario: Vec<crate::bench::Scenario>,
+    /// Leases written in the scale scenario (default 1000000; --quick 2000).
+    #[arg(long)]
+    pub leases: Option<usize>,
+    /// Directory of PostgreSQL's initdb, pg_ctl and postgres (default:
+    /// PGSECRETS_PG_BIN, else the newest /usr/lib/postgresql/<major>/bin, else pg_config).
+    #[arg(long)]
+    pub pg_bin: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -221,6 +242,7 @@ async fn dispatch(command: Command) -> Result<i32, Error> {
     match command {
         Command::Server(args) => server::run(args).await?,
         Command::Agent(args) => agent::run(args).await?,
+        Command::Bench(args) => bench::run(args).await?,
         Command::Operator {
             command: OperatorCommand::Init { config },
         } => operator::init(&config).await?,

@@ -83,6 +83,16 @@ pub fn template_values(
     values
 }
 
+/// Statements as one multi-statement simple query: one round trip, run as
+/// one implicit transaction, so the user is created completely or not at all.
+pub fn one_script(statements: &[String]) -> String {
+    statements
+        .iter()
+        .map(|s| s.trim().trim_end_matches(';'))
+        .collect::<Vec<_>>()
+        .join(";\n")
+}
+
 async fn active_database(
     engine: &Engine,
     cluster: &str,
@@ -184,13 +194,7 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
             return Err(e.into());
         }
     };
-    // One round trip: a multi-statement simple query runs as one implicit
-    // transaction, so the user is created completely or not at all.
-    let script = statements
-        .iter()
-        .map(|s| s.trim().trim_end_matches(';'))
-        .collect::<Vec<_>>()
-        .join(";\n");
+    let script = one_script(&statements);
     if let Err(e) = client.batch_execute(&script).await {
         let error = Error::from(e);
         // The transaction rolled back unless the connection broke mid-commit;

@@ -60,6 +60,53 @@ impl std::ops::Deref for ManagementClient {
     }
 }
 
+/// The statements that take `username` out of service before it is dropped:
+/// no more logins, its other sessions ended.
+fn revocation_prologue(username: &str, management_role: &str, owner: Option<&str>) -> String {
+    let user = ident(username);
+    // Acting as the user needs membership in it; handing its objects to the
+    // owner role needs the user to be a member of that role too (a role from
+    // Vault's docs makes users that are not).
+    format!(
+        "ALTER ROLE {user} NOLOGIN;
+         GRANT {user} TO {manage};
+         {grant_owner}
+         SET ROLE {user};
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {name} AND pid <> pg_backend_pid();",
+        manage = ident(management_role),
+        name = literal(username),
+        grant_owner = owner
+            .map(|o| format!("GRANT {} TO {user};", ident(o)))
+            .unwrap_or_default(),
+    )
+}
+
+/// What it owns goes to the objects-owner role (or is dropped without
+/// one), then the role is dropped.
+fn default_revocation_body(username: &str, owner: Option<&str>) -> String {
+    let user = ident(username);
+    format!(
+        "{reassign}
+         DROP OWNED BY {user};
+         RESET ROLE;
+         DROP ROLE {user};",
+        reassign = owner
+            .map(|o| format!("REASSIGN OWNED BY {user} TO {};", ident(o)))
+            .unwrap_or_default(),
+    )
+}
+
+/// The default revocation of an existing user as one script (one implicit
+/// transaction), run as the management role in the user's database. Also
+/// what the benchmark's revocation floor sends.
+pub fn default_revocation(username: &str, management_role: &str, owner: Option<&str>) -> String {
+    format!(
+        "{}\n{}",
+        revocation_prologue(username, management_role, owner),
+        default_revocation_body(username, owner)
+    )
+}
+
 /// Drops `username` from the cluster, from inside `database`.
 pub async fn drop_user(
     engine: &Engine,
@@ -80,34 +127,9 @@ pub async fn drop_user(
     // Without a known database (reconciliation of a stray user) its objects
     // are dropped rather than handed to an owner role.
     let owner = db.as_ref().map(|d| d.objects_owner_role.clone());
-    let user = ident(username);
-    let manage = ident(&cluster.management_role);
-    // Acting as the user needs membership in it; handing its objects to the
-    // owner role needs the user to be a member of that role too (a role from
-    // Vault's docs makes users that are not).
-    let prologue = format!(
-        "ALTER ROLE {user} NOLOGIN;
-         GRANT {user} TO {manage};
-         {grant_owner}
-         SET ROLE {user};
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = {name} AND pid <> pg_backend_pid();",
-        name = literal(username),
-        grant_owner = owner
-            .as_ref()
-            .map(|o| format!("GRANT {} TO {user};", ident(o)))
-            .unwrap_or_default(),
-    );
+    let prologue = revocation_prologue(username, &cluster.management_role, owner.as_deref());
     let body = if custom.is_empty() {
-        format!(
-            "{reassign}
-             DROP OWNED BY {user};
-             RESET ROLE;
-             DROP ROLE {user};",
-            reassign = owner
-                .as_ref()
-                .map(|o| format!("REASSIGN OWNED BY {user} TO {};", ident(o)))
-                .unwrap_or_default(),
-        )
+        default_revocation_body(username, owner.as_deref())
     } else {
         let placeholder_db = db.unwrap_or(DatabaseRecord {
             cluster: cluster.name.clone(),

@@ -5,6 +5,7 @@
 mod support;
 
 mod agent;
+mod bench;
 mod cli;
 mod cli_client;
 mod clone;

@@ -1,0 +1,170 @@
+//! Scenarios 1 (`issue`) and 4 (`iterations`): credentials per second and
+//! latency at concurrency N, the floor (N management-role connections doing
+//! what pgsecrets does to PostgreSQL) against pgsecrets (N HTTP clients
+//! reading `database/creds/...`), each for a fixed window after a warm-up.
+//! Between runs the issued users are dropped, so every run starts from the
+//! same catalog.
+
+use super::load::{self, Op, Sample};
+use super::pg::Pg;
+use super::report::{Row, Target};
+use super::target::{self, Cluster, Server};
+use super::{floor, Error, Plan};
+
+const ROLE: &str = "app";
+/// The issue's targets at concurrency 16.
+const TARGET_C16_HASHED: f64 = 0.9;
+const TARGET_C16_CHEAP: f64 = 0.5;
+const TARGET_P99: f64 = 1.3;
+
+/// One pgsecrets server and cluster for a scenario's runs.
+pub struct Bench<'a> {
+    pg: &'a Pg,
+    server: Server,
+    cluster: Cluster,
+    token: String,
+}
+
+impl<'a> Bench<'a> {
+    pub async fn start(pg: &'a Pg, cluster_name: &str) -> Result<Bench<'a>, Error> {
+        let server = Server::start().await?;
+        let cluster = server.register(pg, cluster_name).await?;
+        let token = server.app_token().await?;
+        Ok(Bench {
+            pg,
+            server,
+            cluster,
+            token,
+        })
+    }
+
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+
+    /// Floor and pgsecrets at one iteration count and concurrency.
+    pub async fn measure(
+        &self,
+        iterations: u32,
+        concurrency: usize,
+        plan: &Plan,
+    ) -> Result<(Sample, Sample), Error> {
+        self.server.write_role(ROLE, 3600, iterations).await?;
+        let clients = floor::connections(self.pg, &self.cluster, concurrency).await?;
+        let ops = floor::issue_ops(&clients, &self.cluster, ROLE, iterations, None);
+        let floor = load::run(ops, plan.warmup, plan.window).await;
+        drop(clients);
+        self.drop_issued().await?;
+        let pgsecrets = load::run(self.http_ops(concurrency), plan.warmup, plan.window).await;
+        self.drop_issued().await?;
+        for (side, sample) in [("floor", &floor), ("pgsecrets", &pgsecrets)] {
+            if sample.ok == 0 {
+                return Err(Error::Failed(format!(
+                    "{side} issued nothing at c={concurrency} iterations={iterations}: {}",
+                    sample
+                        .first_error
+                        .as_deref()
+                        .unwrap_or("no answer in the window")
+                )));
+            }
+            if sample.errors > 0 {
+                eprintln!(
+                    "bench: {side} c={concurrency} iterations={iterations}: {} of {} requests failed; first: {}",
+                    sample.errors,
+                    sample.errors + sample.ok,
+                    sample.first_error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        Ok((floor, pgsecrets))
+    }
+
+    fn http_ops(&self, concurrency: usize) -> Vec<Op> {
+        target::creds_ops(
+            &self.server.url,
+            &self.cluster.creds_path(ROLE),
+            &self.token,
+            concurrency,
+        )
+    }
+
+    async fn drop_issued(&self) -> Result<(), Error> {
+        self.pg.drop_roles(&format!("v-{ROLE}-")).await
+    }
+}
+
+/// Rows for one measurement: creds/s, p50, p99; targets at concurrency 16.
+fn rows(
+    scenario: &'static str,
+    iterations: u32,
+    concurrency: usize,
+    floor: &Sample,
+    pgsecrets: &Sample,
+) -> Vec<Row> {
+    let case = format!("c={concurrency} iter={iterations}");
+    let mut throughput = Row::new(scenario, &case, "creds/s")
+        .floor(floor.per_second())
+        .value(pgsecrets.per_second());
+    let p50 = Row::new(scenario, &case, "p50 ms")
+        .floor(floor.percentile_ms(50.0))
+        .value(pgsecrets.percentile_ms(50.0));
+    let mut p99 = Row::new(scenario, &case, "p99 ms")
+        .floor(floor.percentile_ms(99.0))
+        .value(pgsecrets.percentile_ms(99.0));
+    // Scenario 4 repeats 4096 at 16 for comparison; its targets are scenario 1's.
+    let judged = scenario == "issue" || iterations < 4096;
+    if concurrency == 16 && judged {
+        throughput = throughput.target(Target::RatioAtLeast(if iterations >= 4096 {
+            TARGET_C16_HASHED
+        } else {
+            TARGET_C16_CHEAP
+        }));
+        p99 = p99.target(Target::RatioAtMost(TARGET_P99));
+    }
+    vec![throughput, p50, p99]
+}
+
+/// Scenario 1: PostgreSQL's default 4096 iterations at concurrency 1, 4, 16.
+pub async fn issue(pg: &Pg, plan: &Plan) -> Result<Vec<Row>, Error> {
+    let bench = Bench::start(pg, "issue").await?;
+    let mut out = Vec::new();
+    for concurrency in [1, 4, 16] {
+        let (floor, pgsecrets) = bench.measure(4096, concurrency, plan).await?;
+        out.extend(rows("issue", 4096, concurrency, &floor, &pgsecrets));
+        progress(&out);
+    }
+    bench.shutdown().await;
+    Ok(out)
+}
+
+/// Scenario 4: 1 iteration (hashing nearly free, so pgsecrets' own
+/// overhead shows) at concurrency 1, 4, 16, and 4096 at 16 beside it.
+pub async fn iterations(pg: &Pg, plan: &Plan) -> Result<Vec<Row>, Error> {
+    let bench = Bench::start(pg, "iter").await?;
+    let mut out = Vec::new();
+    for (iterations, concurrency) in [(1, 1), (1, 4), (1, 16), (4096, 16)] {
+        let (floor, pgsecrets) = bench.measure(iterations, concurrency, plan).await?;
+        out.extend(rows(
+            "iterations",
+            iterations,
+            concurrency,
+            &floor,
+            &pgsecrets,
+        ));
+        progress(&out);
+    }
+    bench.shutdown().await;
+    Ok(out)
+}
+
+fn progress(rows: &[Row]) {
+    if let Some(row) = rows.iter().rev().find(|r| r.metric == "creds/s") {
+        eprintln!(
+            "bench: {} {}: floor {:.0} creds/s, pgsecrets {:.0} creds/s",
+            row.scenario,
+            row.case,
+            row.floor.unwrap_or(f64::NAN),
+            row.pgsecrets
+        );
+    }
+}
