@@ -17,6 +17,7 @@
 
 pub mod barrier;
 mod cipher;
+mod group_commit;
 pub mod inmem;
 pub mod keyring;
 mod listing;
