@@ -6,6 +6,9 @@
 //! Writes use group commit ([`super::group_commit`]): batches that arrive
 //! while a commit waits for the disk are committed together in the next
 //! transaction, each inside its own savepoint, with one fsync for all.
+//! Reads use connections of their own: in WAL mode a reader sees the last
+//! committed state and never waits for a commit in progress, so a
+//! single-key read is quick enough to run on the async runtime.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -19,11 +22,15 @@ use super::group_commit::GroupCommit;
 use super::listing::{OneLevel, Step};
 use super::{Backend, Error, Op};
 
+/// Reader connections: a few, so concurrent reads rarely wait for each other.
+const READERS: usize = 4;
+
 pub struct SqliteBackend {
-    /// One connection for reads and writes: simple and obviously consistent;
-    /// the barrier runs calls on the blocking pool, so a held lock blocks no
-    /// async task.
+    /// The writer connection (the barrier runs writes on the blocking pool,
+    /// so a held lock blocks no async task).
     conn: Mutex<Connection>,
+    /// Connections for reads; never used for writes.
+    readers: Vec<Mutex<Connection>>,
     /// Batches waiting for the connection, committed together.
     group: GroupCommit,
 }
@@ -79,8 +86,20 @@ impl SqliteBackend {
                  value BLOB NOT NULL
              ) WITHOUT ROWID;",
         )?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                reader.busy_timeout(Duration::from_secs(5))?;
+                reader.pragma_update(None, "query_only", true)?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<_, Error>>()?;
         Ok(SqliteBackend {
             conn: Mutex::new(conn),
+            readers,
             group: GroupCommit::default(),
         })
     }
@@ -92,9 +111,25 @@ impl SqliteBackend {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A free reader connection, or the first one once it is free.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for reader in &self.readers {
+            match reader.try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.readers[0]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The listing walk, also returning how many rows it read.
     fn list_counting(&self, prefix: &str) -> Result<(Vec<String>, usize), Error> {
-        let conn = self.conn();
+        let mut reader = self.reader();
+        // One read transaction: every seek of the walk sees the same state.
+        let conn = reader.transaction()?;
         let mut stmt = conn.prepare_cached("SELECT key FROM kv WHERE key >= ?1 ORDER BY key")?;
         let mut walk = OneLevel::new(prefix);
         let mut from = walk.start().to_owned();
@@ -192,7 +227,7 @@ fn commit_group(conn: &mut Connection, batches: &[&[Op]]) -> Vec<Result<(), Erro
 
 impl Backend for SqliteBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
         let mut rows = stmt.query([key])?;
         match rows.next()? {
@@ -221,7 +256,7 @@ impl Backend for SqliteBackend {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT key, value FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3",
         )?;
