@@ -55,8 +55,8 @@ pub async fn issue_one(
     let now = Utc::now().timestamp();
     let username = Template::default_template().render(role, &cluster.name, &cluster.database, now);
     let password = crate::random::alphanumeric(DEFAULT_PASSWORD_LENGTH);
-    // Hashing is CPU work: off the runtime's threads, as pgsecrets does.
-    let verifier = tokio::task::spawn_blocking(move || scram::verifier(&password, iterations))
+    // Where pgsecrets hashes, so does the floor.
+    let verifier = scram::verifier_async(&password, iterations)
         .await
         .map_err(|e| e.to_string())?;
     let mut values = BTreeMap::new();

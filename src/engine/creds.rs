@@ -153,14 +153,9 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
     let username = template.render(&role_name, &cluster_name, &db_name, now);
     let password = random::alphanumeric(role.password_length);
     let iterations = role.password_scram_iterations;
-    // Hashing costs about a millisecond at 4096 iterations: keep it off the
-    // runtime's worker threads.
-    let verifier = {
-        let password = password.clone();
-        tokio::task::spawn_blocking(move || scram::verifier(&password, iterations))
-            .await
-            .map_err(|e| Error::Postgres(format!("hashing task failed: {e}")))?
-    };
+    let verifier = scram::verifier_async(&password, iterations)
+        .await
+        .map_err(|e| Error::Postgres(format!("hashing task failed: {e}")))?;
     let values = template_values(&cluster, &db, &username, &verifier, expire_time);
     let statements: Vec<String> = if role.creation_statements.is_empty() {
         DEFAULT_CREATION

@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use tokio_postgres::error::SqlState;
+
 use super::creds::{limits, template_values, valid_until};
 use super::pools::{self, Who};
 use super::records::{ClusterRecord, DatabaseRecord, State};
@@ -116,13 +118,6 @@ pub async fn drop_user(
     custom: &[String],
 ) -> Result<(), Error> {
     let client = management_client(engine, cluster, database).await?;
-    let exists = !client
-        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&username])
-        .await?
-        .is_empty();
-    if !exists {
-        return Ok(());
-    }
     let db = engine.load_database(&cluster.name, database).await?;
     // Without a known database (reconciliation of a stray user) its objects
     // are dropped rather than handed to an owner role.
@@ -153,9 +148,25 @@ pub async fn drop_user(
             .collect();
         format!("RESET ROLE;\n{};", statements.join(";\n"))
     };
-    // One multi-statement query: one implicit transaction.
-    client.batch_execute(&format!("{prologue}\n{body}")).await?;
-    Ok(())
+    // One multi-statement query: one implicit transaction. It starts with
+    // `ALTER ROLE <user>`, so a user that is already gone fails it with
+    // undefined_object and nothing changes; only then is it worth asking
+    // PostgreSQL whether the user exists (another object may be missing).
+    match client.batch_execute(&format!("{prologue}\n{body}")).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => {
+            let exists = !client
+                .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&username])
+                .await?
+                .is_empty();
+            if exists {
+                Err(e.into())
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn text(e: Error) -> String {

@@ -7,6 +7,7 @@
 //! in a row the lease is also listed as irrevocable.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use tokio::sync::Notify;
@@ -274,9 +275,11 @@ impl LeaseManager {
         }
     }
 
-    /// Revokes every lease under `prefix`: now, failing on the first error
-    /// (`sync`), or by handing them to the worker.
-    pub async fn revoke_prefix(&self, prefix: &str, sync: bool) -> Result<usize, Error> {
+    /// Revokes every lease under `prefix`: now (`sync`), or by handing them
+    /// to the worker. Now means [`PARALLELISM`] at a time, as the worker
+    /// does; after a failure no new revocation starts, and the first failure
+    /// in the listing's order is reported.
+    pub async fn revoke_prefix(self: &Arc<Self>, prefix: &str, sync: bool) -> Result<usize, Error> {
         let leases = self.leases_under(prefix).await?;
         let total = leases.len();
         if !sync {
@@ -286,18 +289,51 @@ impl LeaseManager {
             return Ok(total);
         }
         let now = chrono::Utc::now().timestamp();
-        for (i, lease) in leases.into_iter().enumerate() {
-            let id = lease.lease_id.clone();
-            self.revoke_entry(lease, now)
+        let semaphore = Arc::new(Semaphore::new(PARALLELISM));
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, lease) in leases.into_iter().enumerate() {
+            let permit = Arc::clone(&semaphore)
+                .acquire_owned()
                 .await
-                .map_err(|reason| Error::RevokeFailed {
-                    lease_id: id,
-                    index: i + 1,
-                    total,
-                    reason,
-                })?;
+                .expect("semaphore open");
+            if failed.load(Ordering::SeqCst) {
+                break;
+            }
+            let (manager, failed) = (Arc::clone(self), Arc::clone(&failed));
+            tasks.spawn(async move {
+                let _permit = permit;
+                let lease_id = lease.lease_id.clone();
+                let outcome = manager.revoke_entry(lease, now).await;
+                if outcome.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                (index, lease_id, outcome)
+            });
         }
-        Ok(total)
+        let mut first: Option<(usize, String, String)> = None;
+        while let Some(joined) = tasks.join_next().await {
+            let (index, lease_id, outcome) = joined.map_err(|e| Error::RevokeFailed {
+                lease_id: String::new(),
+                index: 0,
+                total,
+                reason: format!("revocation task failed: {e}"),
+            })?;
+            if let Err(reason) = outcome {
+                if first.as_ref().map_or(true, |(i, _, _)| index < *i) {
+                    first = Some((index, lease_id, reason));
+                }
+            }
+        }
+        match first {
+            Some((index, lease_id, reason)) => Err(Error::RevokeFailed {
+                lease_id,
+                index: index + 1,
+                total,
+                reason,
+            }),
+            None => Ok(total),
+        }
     }
 
     /// Forgets every lease under `prefix` without revoking its user.

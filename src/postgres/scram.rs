@@ -14,6 +14,24 @@ use ring::{digest, hmac, pbkdf2};
 /// PostgreSQL's own default iteration count.
 pub const DEFAULT_ITERATIONS: u32 = 4096;
 
+/// Counts up to this are hashed on the calling task: a few microseconds of
+/// work cost less than handing them to another thread and back.
+pub const INLINE_ITERATIONS: u32 = 64;
+
+/// [`verifier`], computed on tokio's blocking pool when the iteration count
+/// makes it slow (about a millisecond at 4096), so it never stalls the
+/// runtime's worker threads.
+pub async fn verifier_async(
+    password: &str,
+    iterations: u32,
+) -> Result<String, tokio::task::JoinError> {
+    if iterations <= INLINE_ITERATIONS {
+        return Ok(verifier(password, iterations));
+    }
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || verifier(&password, iterations)).await
+}
+
 /// The verifier of `password` with a fresh random 16-byte salt.
 pub fn verifier(password: &str, iterations: u32) -> String {
     let mut salt = [0u8; 16];

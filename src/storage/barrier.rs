@@ -6,8 +6,10 @@
 //!
 //! Backend calls are synchronous and may block on disk I/O (fsync on every
 //! commit), so each one, together with the sealing or opening of its values,
-//! runs on tokio's blocking pool. A write whose caller is cancelled still
-//! completes or fails as a whole: batches are atomic in the backend.
+//! runs on tokio's blocking pool; single-key reads excepted, which backends
+//! answer without waiting for writes (see [`Backend::get`]). A write whose
+//! caller is cancelled still completes or fails as a whole: batches are
+//! atomic in the backend.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -199,8 +201,8 @@ impl Storage {
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         check_key(key)?;
-        let (b, codec, key) = (self.inner.backend.clone(), self.codec(), key.to_owned());
-        blocking(move || b.get(&key)?.map(|raw| codec.open(&key, raw)).transpose()).await
+        let raw = self.inner.backend.get(key)?;
+        raw.map(|raw| self.codec().open(key, raw)).transpose()
     }
 
     pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), Error> {

@@ -17,6 +17,7 @@
 
 pub mod barrier;
 mod cipher;
+mod group_commit;
 pub mod inmem;
 pub mod keyring;
 mod listing;
@@ -124,8 +125,13 @@ impl fmt::Debug for Op {
 
 /// An ordered key-value store. Keys compare in byte order (UTF-8 bytes).
 ///
-/// Synchronous on purpose: [`Storage`] calls it on tokio's blocking pool.
+/// Synchronous on purpose: [`Storage`] calls it on tokio's blocking pool,
+/// except [`Backend::get`].
 pub trait Backend: Send + Sync + 'static {
+    /// The value at `key`. Must be quick and must not wait for a write in
+    /// progress (its fsync): [`Storage`] calls it directly on the async
+    /// runtime, since handing a single-key read to another thread costs more
+    /// than the read.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
     /// Applies all ops atomically and durably (all or none survive a crash),
     /// in order (a later op on the same key wins). Deleting an absent key is

@@ -2,6 +2,13 @@
 //! BLOB NOT NULL) WITHOUT ROWID`. Keys compare with SQLite's default BINARY
 //! collation, i.e. `memcmp` over their UTF-8 bytes: the same order as Rust's
 //! `str` and the in-memory backend.
+//!
+//! Writes use group commit ([`super::group_commit`]): batches that arrive
+//! while a commit waits for the disk are committed together in the next
+//! transaction, each inside its own savepoint, with one fsync for all.
+//! Reads use connections of their own: in WAL mode a reader sees the last
+//! committed state and never waits for a commit in progress, so a
+//! single-key read is quick enough to run on the async runtime.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -11,14 +18,21 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
+use super::group_commit::GroupCommit;
 use super::listing::{OneLevel, Step};
 use super::{Backend, Error, Op};
 
+/// Reader connections: a few, so concurrent reads rarely wait for each other.
+const READERS: usize = 4;
+
 pub struct SqliteBackend {
-    /// One connection for reads and writes: simple and obviously consistent;
-    /// the barrier runs calls on the blocking pool, so a held lock blocks no
-    /// async task.
+    /// The writer connection (the barrier runs writes on the blocking pool,
+    /// so a held lock blocks no async task).
     conn: Mutex<Connection>,
+    /// Connections for reads; never used for writes.
+    readers: Vec<Mutex<Connection>>,
+    /// Batches waiting for the connection, committed together.
+    group: GroupCommit,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -72,8 +86,21 @@ impl SqliteBackend {
                  value BLOB NOT NULL
              ) WITHOUT ROWID;",
         )?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                reader.busy_timeout(Duration::from_secs(5))?;
+                reader.pragma_update(None, "query_only", true)?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<_, Error>>()?;
         Ok(SqliteBackend {
             conn: Mutex::new(conn),
+            readers,
+            group: GroupCommit::default(),
         })
     }
 
@@ -84,9 +111,25 @@ impl SqliteBackend {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A free reader connection, or the first one once it is free.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for reader in &self.readers {
+            match reader.try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.readers[0]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The listing walk, also returning how many rows it read.
     fn list_counting(&self, prefix: &str) -> Result<(Vec<String>, usize), Error> {
-        let conn = self.conn();
+        let mut reader = self.reader();
+        // One read transaction: every seek of the walk sees the same state.
+        let conn = reader.transaction()?;
         let mut stmt = conn.prepare_cached("SELECT key FROM kv WHERE key >= ?1 ORDER BY key")?;
         let mut walk = OneLevel::new(prefix);
         let mut from = walk.start().to_owned();
@@ -115,9 +158,76 @@ impl SqliteBackend {
     }
 }
 
+/// Writes one batch's ops in the current transaction.
+fn write(conn: &Connection, ops: &[Op]) -> Result<(), Error> {
+    let mut put = conn.prepare_cached(
+        "INSERT INTO kv (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?;
+    let mut delete = conn.prepare_cached("DELETE FROM kv WHERE key = ?1")?;
+    for op in ops {
+        match op {
+            Op::Put { key, value } => put.execute(params![key, value])?,
+            Op::Delete { key } => delete.execute([key])?,
+        };
+    }
+    Ok(())
+}
+
+/// One batch in a transaction of its own: on any error the transaction is
+/// dropped and rolls back, and a crash before COMMIT leaves nothing of it
+/// in the WAL.
+fn commit_alone(conn: &mut Connection, ops: &[Op]) -> Result<(), Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    write(&tx, ops)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Commits batches of several callers in one transaction (one fsync). Each
+/// batch runs inside a savepoint, so a batch that fails is rolled back alone
+/// and the others still commit. If the transaction itself fails (BEGIN,
+/// a savepoint, COMMIT, or an error that aborts the whole transaction),
+/// none of it is committed and each batch is tried again alone, in order,
+/// so every caller gets the outcome of its own batch. Puts and deletes are
+/// idempotent, so applying a batch again is harmless even if a failed
+/// COMMIT did reach the disk.
+fn commit_group(conn: &mut Connection, batches: &[&[Op]]) -> Vec<Result<(), Error>> {
+    if let [ops] = batches {
+        return vec![commit_alone(conn, ops)];
+    }
+    let grouped = (|| {
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for ops in batches {
+            let savepoint = tx.savepoint()?;
+            match write(&savepoint, ops) {
+                Ok(()) => {
+                    savepoint.commit()?;
+                    outcomes.push(Ok(()));
+                }
+                Err(e) => {
+                    // Rolls back to the savepoint, then releases it.
+                    savepoint.finish()?;
+                    outcomes.push(Err(e));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok::<_, Error>(outcomes)
+    })();
+    match grouped {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::warn!(error = %e, batches = batches.len(), "group commit failed; committing its batches one by one");
+            batches.iter().map(|ops| commit_alone(conn, ops)).collect()
+        }
+    }
+}
+
 impl Backend for SqliteBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
         let mut rows = stmt.query([key])?;
         match rows.next()? {
@@ -130,25 +240,11 @@ impl Backend for SqliteBackend {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
-        // One transaction: on any error it is dropped and rolls back, and a
-        // crash before COMMIT leaves nothing of it in the WAL.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut put = tx.prepare_cached(
-                "INSERT INTO kv (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )?;
-            let mut delete = tx.prepare_cached("DELETE FROM kv WHERE key = ?1")?;
-            for op in ops {
-                match op {
-                    Op::Put { key, value } => put.execute(params![key, value])?,
-                    Op::Delete { key } => delete.execute([key])?,
-                };
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.group.apply(
+            ops,
+            || self.conn(),
+            |conn, batches| commit_group(conn, batches),
+        )
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
@@ -160,7 +256,7 @@ impl Backend for SqliteBackend {
             return Ok(Vec::new());
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.conn();
+        let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT key, value FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3",
         )?;
@@ -244,6 +340,79 @@ mod tests {
             Some(&b"1"[..]),
             "usable afterwards"
         );
+    }
+
+    #[test]
+    fn a_failing_batch_in_a_group_is_rolled_back_alone() {
+        let (b, _dir) = fresh();
+        b.conn()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON kv WHEN NEW.key = 'refused'
+                 BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
+            )
+            .unwrap();
+        let first = [Op::put("a", "1")];
+        let failing = [Op::put("b", "1"), Op::put("refused", "x")];
+        let last = [Op::put("c", "1"), Op::delete("a")];
+        let outcomes = commit_group(&mut b.conn(), &[&first, &failing, &last]);
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+        assert!(matches!(outcomes[1], Err(Error::Sqlite(_))), "{outcomes:?}");
+        assert_eq!(b.get("b").unwrap(), None, "the failing batch left nothing");
+        assert_eq!(b.get("c").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(
+            b.get("a").unwrap(),
+            None,
+            "later batches apply after earlier ones"
+        );
+    }
+
+    #[test]
+    fn a_batch_that_aborts_the_whole_transaction_fails_alone() {
+        let (b, _dir) = fresh();
+        // RAISE(ROLLBACK) ends the shared transaction, savepoints and all.
+        b.conn()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON kv WHEN NEW.key = 'refused'
+                 BEGIN SELECT RAISE(ROLLBACK, 'refused by test'); END;",
+            )
+            .unwrap();
+        let first = [Op::put("a", "1")];
+        let failing = [Op::put("b", "1"), Op::put("refused", "x")];
+        let last = [Op::put("c", "1")];
+        let outcomes = commit_group(&mut b.conn(), &[&first, &failing, &last]);
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+        assert!(outcomes[1].is_err(), "{outcomes:?}");
+        assert_eq!(b.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(b.get("b").unwrap(), None);
+        assert_eq!(b.get("c").unwrap().as_deref(), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn concurrent_writers_all_land_through_the_group_commit() {
+        let (b, _dir) = fresh();
+        let b = std::sync::Arc::new(b);
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let b = std::sync::Arc::clone(&b);
+                std::thread::spawn(move || {
+                    for i in 0..40 {
+                        b.apply(&[
+                            Op::put(format!("w/{t:02}/{i:02}"), "v"),
+                            Op::put(format!("last/{t:02}"), format!("{i}")),
+                        ])
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(b.scan("w/", "w0", 10_000).unwrap().len(), 16 * 40);
+        for t in 0..16 {
+            let last = b.get(&format!("last/{t:02}")).unwrap().unwrap();
+            assert_eq!(last, b"39", "each writer's batches apply in its order");
+        }
     }
 
     #[test]
