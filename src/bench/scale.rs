@@ -1,7 +1,7 @@
 //! Scenario 3 (`scale`): many outstanding leases in the embedded storage.
 //!
-//! The leases are written through the lease manager's own code (an intent,
-//! then the lease, as issuing does) without HTTP and without PostgreSQL
+//! The leases are written through the lease manager's own code (the
+//! durable write issuing does before creating a user) without HTTP and without PostgreSQL
 //! users: their users need not exist, since revoking a missing user is
 //! idempotent. Three groups: a bulk far in the future, 1% (10,000 of a
 //! million) under one prefix for `LIST`, and 10% falling due at one instant
@@ -21,7 +21,7 @@ use super::report::{Report, Row, Target};
 use super::target::{self, Cluster, Server};
 use super::{Error, Plan};
 use crate::config::Config;
-use crate::lease::{Intent, LeaseEntry, LeaseManager};
+use crate::lease::{LeaseEntry, LeaseManager};
 use crate::server;
 
 const READY_TARGET_S: f64 = 2.0;
@@ -45,17 +45,9 @@ fn lease_id(cluster: &Cluster, role: &str, seq: usize) -> String {
     format!("{}/{seq:08}{}", cluster.creds_path(role), "x".repeat(16))
 }
 
-fn lease(cluster: &Cluster, group: &Group, seq: usize, now: i64) -> (Intent, LeaseEntry) {
+fn lease(cluster: &Cluster, group: &Group, seq: usize, now: i64) -> LeaseEntry {
     let username = format!("v-{}-{seq:08}", group.role);
-    let intent = Intent {
-        id: crate::random::alphanumeric(24),
-        mount: MOUNT.into(),
-        cluster: cluster.name.clone(),
-        database: cluster.database.clone(),
-        username: username.clone(),
-        created: now,
-    };
-    let lease = LeaseEntry {
+    LeaseEntry {
         lease_id: lease_id(cluster, group.role, seq),
         mount: MOUNT.into(),
         path: cluster.creds_path(group.role),
@@ -72,8 +64,7 @@ fn lease(cluster: &Cluster, group: &Group, seq: usize, now: i64) -> (Intent, Lea
         revoking: false,
         failures: 0,
         last_error: None,
-    };
-    (intent, lease)
+    }
 }
 
 /// Writes a group with [`WRITERS`] concurrent writers; returns the time taken.
@@ -92,9 +83,8 @@ async fn write(
         let done = Arc::clone(&done);
         tasks.spawn(async move {
             for seq in (writer..group.count).step_by(WRITERS) {
-                let (intent, lease) = lease(&cluster, &group, seq, now);
-                leases.begin(&intent).await?;
-                leases.commit(&intent.id, &lease).await?;
+                let lease = lease(&cluster, &group, seq, now);
+                leases.store_pending(&lease).await?.created();
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if n % step == 0 {
                     eprintln!(
@@ -182,7 +172,7 @@ pub async fn scale(pg: &Pg, plan: &Plan, report: &mut Report) -> Result<(), Erro
     drop(leases);
     drop(storage);
     report.note(format!(
-        "scale: {total} leases written through LeaseManager::begin/commit by {WRITERS} tasks in {:.1} s ({:.0} leases/s); storage file {:.0} MiB",
+        "scale: {total} leases written through LeaseManager::store_pending by {WRITERS} tasks in {:.1} s ({:.0} leases/s); storage file {:.0} MiB",
         written.as_secs_f64(),
         total as f64 / written.as_secs_f64(),
         file_mib(&db)

@@ -1,12 +1,14 @@
 //! `creds/<cluster>/<database>/<role>`: issue a fresh PostgreSQL user under
 //! a lease.
 //!
-//! Order, for crash safety: the intent (username, cluster, database) is
-//! stored first; then the role's statements run as the management role in
-//! one transaction in the target database; then the lease is stored (and
-//! the intent dropped) in one write; only then are the credentials
-//! returned. A crash in between leaves an intent, which the next start
-//! resolves by dropping the user if it exists.
+//! Order, for crash safety: the lease (username, cluster, database, expiry)
+//! is stored durably first; then the role's statements run as the
+//! management role in one transaction in the target database; then the
+//! credentials are returned. One durable write per credential, and a crash
+//! at any point leaves every created user under a lease: at worst a lease
+//! whose user was never created, whose revocation finds no user and
+//! succeeds. A creation that certainly failed removes its lease; one whose
+//! outcome is unknown (the connection broke) is revoked at once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use super::pools::Who;
 use super::records::{ClusterRecord, DatabaseRecord, RoleRecord, State};
 use super::username::Template;
 use super::{template, Engine, Error};
-use crate::lease::{ttl, Intent, LeaseEntry, TtlLimits};
+use crate::lease::{ttl, LeaseEntry, TtlLimits};
 use crate::logical::{handler, Field, Operation, Request, Response, Route, Secret};
 use crate::postgres::scram;
 use crate::random;
@@ -169,38 +171,6 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
             .collect()
     };
 
-    let intent = Intent {
-        id: random::alphanumeric(24),
-        mount: engine.mount.path.clone(),
-        cluster: cluster_name.clone(),
-        database: db_name.clone(),
-        username: username.clone(),
-        created: now,
-    };
-    engine.leases.begin(&intent).await?;
-    let client = match engine
-        .pools
-        .client(&cluster, &db_name, Who::Management)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            engine.leases.abandon(&intent.id).await?;
-            return Err(e.into());
-        }
-    };
-    let script = one_script(&statements);
-    if let Err(e) = client.batch_execute(&script).await {
-        let error = Error::from(e);
-        // The transaction rolled back unless the connection broke mid-commit;
-        // only a clean database error lets the intent go now.
-        if matches!(error, Error::Refused { .. }) {
-            engine.leases.abandon(&intent.id).await?;
-        }
-        return Err(error.into());
-    }
-    drop(client);
-
     let lease_id = format!(
         "{}{}/{}",
         engine.mount.path,
@@ -225,7 +195,27 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
         failures: 0,
         last_error: None,
     };
-    engine.leases.commit(&intent.id, &lease).await?;
+
+    // A connection first: without one nothing is written anywhere.
+    let client = engine
+        .pools
+        .client(&cluster, &db_name, Who::Management)
+        .await?;
+    let pending = engine.leases.store_pending(&lease).await?;
+    if let Err(e) = client.batch_execute(&one_script(&statements)).await {
+        let error = Error::from(e);
+        // The transaction rolled back unless the connection broke mid-commit:
+        // only a clean database error proves no user was created.
+        if matches!(error, Error::Refused { .. }) {
+            pending.not_created().await?;
+        } else {
+            pending.maybe_created().await?;
+        }
+        return Err(error.into());
+    }
+    drop(client);
+    // The lease was durable before the user existed: nothing more to write.
+    pending.created();
 
     let ssl_mode = cluster.ssl_mode.as_str();
     let connection_url = format!(

@@ -17,7 +17,7 @@ use super::creds::{limits, template_values, valid_until};
 use super::pools::{self, Who};
 use super::records::{ClusterRecord, DatabaseRecord, State};
 use super::{template, Engine, Error};
-use crate::lease::{BoxFuture, Intent, LeaseEntry, Revoker, TtlLimits};
+use crate::lease::{BoxFuture, LeaseEntry, Revoker, TtlLimits};
 use crate::postgres::{ident, literal};
 
 /// A connection as the management role to `database` of a cluster. Active
@@ -243,18 +243,6 @@ impl Engine {
 impl Revoker for Engine {
     fn revoke<'a>(&'a self, lease: &'a LeaseEntry) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move { self.revoke_lease(lease).await.map_err(text) })
-    }
-
-    fn drop_intent<'a>(&'a self, intent: &'a Intent) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let cluster = self
-                .cluster_for_revocation(&intent.cluster)
-                .await
-                .map_err(text)?;
-            drop_user(self, &cluster, &intent.database, &intent.username, &[])
-                .await
-                .map_err(text)
-        })
     }
 
     fn renew_limits<'a>(

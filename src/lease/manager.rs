@@ -1,4 +1,4 @@
-//! The lease manager: records intents and leases, renews and revokes them.
+//! The lease manager: records leases, renews and revokes them.
 //! Revocation on expiry is in [`super::worker`].
 //!
 //! Nothing is deleted from storage until the engine confirms the user is
@@ -10,9 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
-use super::{keys, ttl, Error, Intent, LeaseEntry, Revoker, TtlLimits};
+use super::{keys, ttl, Error, LeaseEntry, Revoker, TtlLimits};
 use crate::storage::{Op, Storage};
 
 /// Failures in a row after which a lease is reported as irrevocable.
@@ -31,9 +31,36 @@ pub struct LeaseManager {
     revokers: RwLock<HashMap<String, Weak<dyn Revoker>>>,
     pub(super) notify: Notify,
     in_flight: Mutex<HashSet<String>>,
-    /// Intents older than this (unix seconds) belong to an earlier process
-    /// and can be resolved; newer ones may be creations in progress.
-    pub(super) started: i64,
+}
+
+/// A lease stored before its user was created (see
+/// [`LeaseManager::store_pending`]); settle it with what PostgreSQL said.
+pub struct Pending<'a> {
+    manager: &'a LeaseManager,
+    claim: Claim<'a>,
+}
+
+impl Pending<'_> {
+    /// The user exists: the lease is in force as stored.
+    pub fn created(self) {}
+
+    /// The creation certainly did not happen (its transaction rolled
+    /// back): the lease goes.
+    pub async fn not_created(self) -> Result<(), Error> {
+        let manager = self.manager;
+        match manager.get(&self.claim.lease_id).await? {
+            Some(lease) => manager.forget(&lease).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the user exists is unknown (the connection broke): the
+    /// lease is revoked now, which drops the user if it does.
+    pub async fn maybe_created(self) -> Result<(), Error> {
+        let (manager, lease_id) = (self.manager, self.claim.lease_id.clone());
+        drop(self.claim);
+        manager.expire_now(&lease_id).await
+    }
 }
 
 /// Marks a lease as being worked on; released on drop.
@@ -70,7 +97,6 @@ impl LeaseManager {
             revokers: RwLock::new(HashMap::new()),
             notify: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
-            started: chrono::Utc::now().timestamp(),
         })
     }
 
@@ -106,23 +132,14 @@ impl LeaseManager {
         })
     }
 
-    /// Records that a user is about to be created.
-    pub async fn begin(&self, intent: &Intent) -> Result<(), Error> {
-        Ok(self
-            .storage
-            .put_json(&keys::intent(&intent.id), intent)
-            .await?)
-    }
-
-    /// Forgets an intent whose creation certainly did not happen (its
-    /// transaction rolled back).
-    pub async fn abandon(&self, intent_id: &str) -> Result<(), Error> {
-        Ok(self.storage.delete(&keys::intent(intent_id)).await?)
-    }
-
-    /// Stores the lease and drops the intent in one atomic write; only then
-    /// may the credentials be returned.
-    pub async fn commit(&self, intent_id: &str, lease: &LeaseEntry) -> Result<(), Error> {
+    /// Stores `lease` (with its index entries) durably before its user is
+    /// created: the lease is the record of the intent, so a crash at any
+    /// later point leaves the user tracked. The lease stays claimed until
+    /// the returned [`Pending`] is settled, so no revocation or renewal
+    /// touches it while the creation runs.
+    pub async fn store_pending(&self, lease: &LeaseEntry) -> Result<Pending<'_>, Error> {
+        // Lease ids end in fresh random characters: a claim cannot collide.
+        let claim = self.claim(&lease.lease_id).ok_or(Error::NotRenewable)?;
         let mut ops = vec![
             Op::put(
                 keys::lease(&lease.lease_id),
@@ -133,14 +150,17 @@ impl LeaseManager {
                 keys::user(&lease.mount, &lease.cluster, &lease.username),
                 lease.lease_id.clone().into_bytes(),
             ),
-            Op::delete(keys::intent(intent_id)),
         ];
         if let Some(token) = &lease.token_hash {
             ops.push(Op::put(keys::token(token, &lease.lease_id), Vec::new()));
         }
+        // No wake-up for the worker: the lease falls due at least a second
+        // from now, and the worker looks at least once a second.
         self.storage.apply(ops).await?;
-        self.notify.notify_one();
-        Ok(())
+        Ok(Pending {
+            manager: self,
+            claim,
+        })
     }
 
     /// Writes that store `lease` and move its due-index entry from `old_due`.
@@ -414,26 +434,18 @@ impl LeaseManager {
         Ok(self.storage.list(&keys::lease(prefix)).await?)
     }
 
-    /// Usernames with a lease (or an intent) on a cluster of a mount.
+    /// Usernames with a lease on a cluster of a mount.
     pub async fn tracked_users(
         &self,
         mount: &str,
         cluster: &str,
     ) -> Result<HashSet<String>, Error> {
-        let mut users: HashSet<String> = self
+        Ok(self
             .storage
             .list(&keys::users(mount, cluster))
             .await?
             .into_iter()
-            .collect();
-        for id in self.storage.list(keys::INTENTS).await? {
-            if let Some(intent) = self.storage.get_json::<Intent>(&keys::intent(&id)).await? {
-                if intent.mount == mount && intent.cluster == cluster {
-                    users.insert(intent.username);
-                }
-            }
-        }
-        Ok(users)
+            .collect())
     }
 
     pub async fn irrevocable_count(&self) -> Result<usize, Error> {

@@ -2,8 +2,8 @@
 //! until PostgreSQL confirms it is gone.
 //!
 //! Storage layout (all through the encrypted barrier):
-//! - `sys/expire/intent/<id>`: a user about to be created (written first);
-//! - `sys/expire/id/<lease_id>`: the lease itself;
+//! - `sys/expire/id/<lease_id>`: the lease itself, written before its user
+//!   is created (so it is also the record of the intent to create it);
 //! - `sys/expire/due/<unix time, 20 digits>/<escaped lease_id>`: the
 //!   time-ordered index of the next action on each lease (expiry, or the
 //!   next revocation attempt), scanned in batches so start-up never loads
@@ -85,24 +85,11 @@ pub struct LeaseEntry {
     pub last_error: Option<String>,
 }
 
-/// A user that is about to be created, recorded before PostgreSQL is asked.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Intent {
-    pub id: String,
-    pub mount: String,
-    pub cluster: String,
-    pub database: String,
-    pub username: String,
-    pub created: i64,
-}
-
 /// What a mount's engine does for the lease manager.
 pub trait Revoker: Send + Sync + 'static {
     /// Removes the lease's user (and its sessions); a user already gone counts
     /// as revoked.
     fn revoke<'a>(&'a self, lease: &'a LeaseEntry) -> BoxFuture<'a, Result<(), String>>;
-    /// Removes a user an intent may have created.
-    fn drop_intent<'a>(&'a self, intent: &'a Intent) -> BoxFuture<'a, Result<(), String>>;
     /// Checks the lease may be renewed now and returns its TTL limits
     /// (role default, role max; 0 = the mount's).
     fn renew_limits<'a>(
@@ -157,9 +144,5 @@ pub mod keys {
     }
     pub fn users(mount: &str, cluster: &str) -> String {
         format!("sys/expire/user/{}/{cluster}/", escape(mount))
-    }
-    pub const INTENTS: &str = "sys/expire/intent/";
-    pub fn intent(id: &str) -> String {
-        format!("{INTENTS}{id}")
     }
 }

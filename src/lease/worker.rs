@@ -1,7 +1,6 @@
 //! The expiry worker: revokes what falls due from the persisted,
-//! time-ordered index, in bounded parallel batches, and resolves creation
-//! intents left by an earlier process. Tests drive [`LeaseManager::step`]
-//! directly with the instant they want.
+//! time-ordered index, in bounded parallel batches. Tests drive
+//! [`LeaseManager::step`] directly with the instant they want.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,37 +8,9 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::manager::{lease_of_due_key, BATCH, PARALLELISM};
-use super::{keys, Error, Intent, LeaseManager};
+use super::{keys, Error, LeaseManager};
 
 impl LeaseManager {
-    /// Resolves intents left by an earlier process: the user may or may not
-    /// exist; it is dropped if it does. Failures stay for the next call.
-    pub async fn recover_intents(&self) -> Result<usize, Error> {
-        let mut resolved = 0;
-        for id in self.storage.list(keys::INTENTS).await? {
-            let Some(intent) = self.storage.get_json::<Intent>(&keys::intent(&id)).await? else {
-                continue;
-            };
-            if intent.created >= self.started {
-                continue; // a creation of this process, maybe still running
-            }
-            let outcome = match self.revoker(&intent.mount) {
-                Ok(revoker) => revoker.drop_intent(&intent).await,
-                Err(e) => Err(e.to_string()),
-            };
-            match outcome {
-                Ok(()) => {
-                    self.storage.delete(&keys::intent(&id)).await?;
-                    resolved += 1;
-                }
-                Err(reason) => {
-                    tracing::warn!(username = %intent.username, %reason, "cannot resolve a creation intent yet")
-                }
-            }
-        }
-        Ok(resolved)
-    }
-
     /// Removes index entries that point at no lease. Returns how many.
     pub async fn tidy(&self) -> Result<usize, Error> {
         let mut removed = 0;
@@ -116,19 +87,12 @@ impl LeaseManager {
     }
 
     /// The expiry worker: runs [`LeaseManager::step`] whenever a lease falls
-    /// due (or something new was added), and retries creation intents of
-    /// earlier processes, until `shutdown` resolves.
+    /// due (or a lease was marked for revocation now), until `shutdown`
+    /// resolves.
     pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut shutdown = shutdown;
-        let mut last_intent_check = 0;
         loop {
             let now = chrono::Utc::now().timestamp();
-            if now - last_intent_check >= 30 {
-                last_intent_check = now;
-                if let Err(e) = self.recover_intents().await {
-                    tracing::error!(error = %e, "intent recovery failed");
-                }
-            }
             let wait = match self.step(now).await {
                 Ok((handled, next)) if handled < BATCH => match next {
                     Some(at) if at > now => Duration::from_secs((at - now).min(1) as u64),

@@ -5,11 +5,13 @@
 //! unchanged, so ordering, listing and scans work on the backend as is.
 //!
 //! Backend calls are synchronous and may block on disk I/O (fsync on every
-//! commit), so each one, together with the sealing or opening of its values,
-//! runs on tokio's blocking pool; single-key reads excepted, which backends
-//! answer without waiting for writes (see [`Backend::get`]). A write whose
-//! caller is cancelled still completes or fails as a whole: batches are
-//! atomic in the backend.
+//! commit), so listings and scans, together with the opening of their
+//! values, run on tokio's blocking pool. Single-key reads run in place
+//! (backends answer them without waiting for writes, see [`Backend::get`]),
+//! and writes go through [`Backend::submit`], which backends implement
+//! without a blocking-pool task per write. A write whose caller is
+//! cancelled still completes or fails as a whole: batches are atomic in the
+//! backend.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -213,26 +215,25 @@ impl Storage {
         self.apply(vec![Op::delete(key)]).await
     }
 
-    /// Applies the batch atomically; `Put` values are plaintext, sealed here.
+    /// Applies the batch atomically; `Put` values are plaintext, sealed here
+    /// (on the caller's thread: sealing a value takes microseconds, less
+    /// than a hand-off to another thread).
     pub async fn apply(&self, ops: Vec<Op>) -> Result<(), Error> {
         for op in &ops {
             check_key(op.key())?;
         }
-        let (b, codec) = (self.inner.backend.clone(), self.codec());
-        blocking(move || {
-            let sealed = ops
-                .into_iter()
-                .map(|op| match op {
-                    Op::Put { key, value } => {
-                        let value = codec.seal(&key, value)?;
-                        Ok(Op::Put { key, value })
-                    }
-                    delete => Ok(delete),
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            b.apply(&sealed)
-        })
-        .await
+        let codec = self.codec();
+        let sealed = ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Put { key, value } => {
+                    let value = codec.seal(&key, value)?;
+                    Ok(Op::Put { key, value })
+                }
+                delete => Ok(delete),
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Arc::clone(&self.inner.backend).submit(sealed).await
     }
 
     /// One-level listing (see [`Backend::list`]); the keyring is not shown.

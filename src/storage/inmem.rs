@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use super::listing::{OneLevel, Step};
-use super::{Backend, Error, Op};
+use super::{Backend, Error, Op, WriteFuture};
 
 #[derive(Debug, Default)]
 pub struct InMemBackend {
@@ -64,6 +64,11 @@ impl Backend for InMemBackend {
             }
         }
         Ok(())
+    }
+
+    /// In memory a batch takes microseconds: no thread hand-off.
+    fn submit(self: Arc<Self>, ops: Vec<Op>) -> WriteFuture {
+        Box::pin(std::future::ready(self.apply(&ops)))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {

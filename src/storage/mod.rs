@@ -17,11 +17,11 @@
 
 pub mod barrier;
 mod cipher;
-mod group_commit;
 pub mod inmem;
 pub mod keyring;
 mod listing;
 pub mod sqlite;
+mod writer;
 
 #[cfg(test)]
 mod backend_tests;
@@ -29,6 +29,9 @@ mod backend_tests;
 mod barrier_tests;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 pub use barrier::Storage;
 
@@ -123,10 +126,13 @@ impl fmt::Debug for Op {
     }
 }
 
+/// What [`Backend::submit`] returns.
+pub type WriteFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
 /// An ordered key-value store. Keys compare in byte order (UTF-8 bytes).
 ///
 /// Synchronous on purpose: [`Storage`] calls it on tokio's blocking pool,
-/// except [`Backend::get`].
+/// except [`Backend::get`] and [`Backend::submit`].
 pub trait Backend: Send + Sync + 'static {
     /// The value at `key`. Must be quick and must not wait for a write in
     /// progress (its fsync): [`Storage`] calls it directly on the async
@@ -137,6 +143,17 @@ pub trait Backend: Send + Sync + 'static {
     /// in order (a later op on the same key wins). Deleting an absent key is
     /// not an error.
     fn apply(&self, ops: &[Op]) -> Result<(), Error>;
+    /// [`Backend::apply`] for async callers: the returned future resolves
+    /// once the batch is applied (durably, as `apply` promises) or failed.
+    /// The default runs `apply` on tokio's blocking pool; a backend that is
+    /// quick in memory, or that writes on a thread of its own, does better.
+    fn submit(self: Arc<Self>, ops: Vec<Op>) -> WriteFuture {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || self.apply(&ops))
+                .await
+                .map_err(|e| Error::TaskJoin(e.to_string()))?
+        })
+    }
     /// Vault-style one-level listing: the distinct children directly under `prefix`
     /// (prefix should end in '/' or be ""): a key `prefix + "a"` yields "a", a key
     /// `prefix + "b/c"` yields "b/". Sorted, deduplicated. A key equal to

@@ -471,6 +471,45 @@ async fn credentials_are_refused_for_missing_or_disabled_things() {
 }
 
 #[tokio::test]
+async fn a_creation_postgresql_refuses_leaves_no_lease_and_no_user() {
+    let pg = Pg::shared();
+    let s = TestServer::start().await;
+    // The lease is stored before the statements run; the second statement
+    // fails, so the transaction (and the user) rolls back and the lease goes.
+    let path = setup(
+        &s,
+        pg,
+        "cr10",
+        json!({
+            "username_template": "v-refused-{{random 10}}",
+            "creation_statements": [
+                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}'",
+                "SELECT 1/0"
+            ]
+        }),
+    )
+    .await;
+    let r = s.read(&path).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().contains("division by zero"), "{}", r.text);
+    let listed = s
+        .list("sys/leases/lookup/database/creds/cr10/cr10_db/app/")
+        .await;
+    assert_eq!(listed.status, 404, "no lease is left: {}", listed.text);
+    let users: i64 = pg
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-refused-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 0);
+}
+
+#[tokio::test]
 async fn unmounting_revokes_the_mounts_users() {
     let pg = Pg::shared();
     let s = TestServer::start().await;
