@@ -479,7 +479,7 @@ async fn a_creation_postgresql_refuses_leaves_no_lease_and_no_user() {
     let path = setup(
         &s,
         pg,
-        "cr10",
+        "cr20",
         json!({
             "username_template": "v-refused-{{random 10}}",
             "creation_statements": [
@@ -493,7 +493,7 @@ async fn a_creation_postgresql_refuses_leaves_no_lease_and_no_user() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.error().contains("division by zero"), "{}", r.text);
     let listed = s
-        .list("sys/leases/lookup/database/creds/cr10/cr10_db/app/")
+        .list("sys/leases/lookup/database/creds/cr20/cr20_db/app/")
         .await;
     assert_eq!(listed.status, 404, "no lease is left: {}", listed.text);
     let users: i64 = pg
