@@ -2,7 +2,7 @@
 //! Revocation on expiry is in [`super::worker`].
 //!
 //! Nothing is deleted from storage until the engine confirms the user is
-//! gone (or `revoke-force` is asked). A failed revocation is retried with
+//! gone, PostgreSQL refused to create it, or `revoke-force` is asked. A failed revocation is retried with
 //! capped exponential backoff, forever; after [`IRREVOCABLE_AFTER`] failures
 //! in a row the lease is also listed as irrevocable.
 
