@@ -20,18 +20,17 @@ use super::{template, Engine, Error};
 use crate::lease::{BoxFuture, LeaseEntry, Revoker, TtlLimits};
 use crate::postgres::{ident, literal};
 
-/// A connection as the management role to `database` of a cluster. Active
-/// clusters use their pool; disabled ones a one-off connection, so nothing
-/// stays open after the cluster was disabled.
+/// A connection as the management role to `database` of a cluster (`record`
+/// is that database's record, if it has one). Active clusters use their
+/// pool; disabled ones a one-off connection, so nothing stays open after
+/// the cluster was disabled.
 async fn management_client(
     engine: &Engine,
     cluster: &ClusterRecord,
     database: &str,
+    record: Option<&DatabaseRecord>,
 ) -> Result<ManagementClient, Error> {
-    let db_active = engine
-        .load_database(&cluster.name, database)
-        .await?
-        .is_some_and(|d| d.state == State::Active);
+    let db_active = record.is_some_and(|d| d.state == State::Active);
     if cluster.state == State::Active && db_active {
         return Ok(ManagementClient::Pooled(
             engine
@@ -117,8 +116,8 @@ pub async fn drop_user(
     username: &str,
     custom: &[String],
 ) -> Result<(), Error> {
-    let client = management_client(engine, cluster, database).await?;
     let db = engine.load_database(&cluster.name, database).await?;
+    let client = management_client(engine, cluster, database, db.as_ref()).await?;
     // Without a known database (reconciliation of a stray user) its objects
     // are dropped rather than handed to an owner role.
     let owner = db.as_ref().map(|d| d.objects_owner_role.clone());
@@ -228,7 +227,8 @@ impl Engine {
 
     async fn move_valid_until(&self, lease: &LeaseEntry, expire_time: i64) -> Result<(), Error> {
         let cluster = self.active_cluster(&lease.cluster).await?;
-        let client = management_client(self, &cluster, &lease.database).await?;
+        let db = self.load_database(&lease.cluster, &lease.database).await?;
+        let client = management_client(self, &cluster, &lease.database, db.as_ref()).await?;
         client
             .batch_execute(&format!(
                 "ALTER ROLE {} VALID UNTIL {}",
