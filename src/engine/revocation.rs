@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio_postgres::error::SqlState;
 
-use super::creds::{limits, template_values, valid_until};
+use super::creds::{limits, one_script, template_values, valid_until};
 use super::pools::{self, Who};
 use super::records::{ClusterRecord, DatabaseRecord, State};
 use super::{template, Engine, Error};
@@ -138,14 +138,9 @@ pub async fn drop_user(
         let values = template_values(cluster, &placeholder_db, username, "", 0);
         let statements: Vec<String> = custom
             .iter()
-            .map(|s| {
-                template::render(s, &values)
-                    .trim()
-                    .trim_end_matches(';')
-                    .to_string()
-            })
+            .map(|s| template::render(s, &values))
             .collect();
-        format!("RESET ROLE;\n{};", statements.join(";\n"))
+        format!("RESET ROLE;\n{};", one_script(&statements))
     };
     // One multi-statement query: one implicit transaction. It starts with
     // `ALTER ROLE <user>`, so a user that is already gone fails it with

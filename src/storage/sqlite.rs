@@ -301,6 +301,17 @@ mod tests {
         (backend, dir)
     }
 
+    /// Makes any insert of the key `refused` fail with `RAISE(<action>)`:
+    /// ABORT fails the statement, ROLLBACK the whole transaction.
+    fn refuse_key_refused(b: &SqliteBackend, action: &str) {
+        b.conn()
+            .execute_batch(&format!(
+                "CREATE TRIGGER refuse BEFORE INSERT ON kv WHEN NEW.key = 'refused'
+                 BEGIN SELECT RAISE({action}, 'refused by test'); END;"
+            ))
+            .unwrap();
+    }
+
     backend_suite!(fresh());
 
     #[test]
@@ -339,12 +350,7 @@ mod tests {
         let (b, _dir) = fresh();
         b.apply(&[Op::put("keep", "old")]).unwrap();
         // Make the third write of the batch fail.
-        b.conn()
-            .execute_batch(
-                "CREATE TRIGGER refuse BEFORE INSERT ON kv WHEN NEW.key = 'refused'
-                 BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
-            )
-            .unwrap();
+        refuse_key_refused(&b, "ABORT");
         let err = b
             .apply(&[
                 Op::put("keep", "new"),
@@ -366,12 +372,7 @@ mod tests {
     #[test]
     fn a_failing_batch_in_a_group_is_rolled_back_alone() {
         let (b, _dir) = fresh();
-        b.conn()
-            .execute_batch(
-                "CREATE TRIGGER refuse BEFORE INSERT ON kv WHEN NEW.key = 'refused'
-                 BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
-            )
-            .unwrap();
+        refuse_key_refused(&b, "ABORT");
         let first = [Op::put("a", "1")];
         let failing = [Op::put("b", "1"), Op::put("refused", "x")];
         let last = [Op::put("c", "1"), Op::delete("a")];
@@ -391,12 +392,7 @@ mod tests {
     fn a_batch_that_aborts_the_whole_transaction_fails_alone() {
         let (b, _dir) = fresh();
         // RAISE(ROLLBACK) ends the shared transaction, savepoints and all.
-        b.conn()
-            .execute_batch(
-                "CREATE TRIGGER refuse BEFORE INSERT ON kv WHEN NEW.key = 'refused'
-                 BEGIN SELECT RAISE(ROLLBACK, 'refused by test'); END;",
-            )
-            .unwrap();
+        refuse_key_refused(&b, "ROLLBACK");
         let first = [Op::put("a", "1")];
         let failing = [Op::put("b", "1"), Op::put("refused", "x")];
         let last = [Op::put("c", "1")];
