@@ -175,7 +175,8 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
         "{}{}/{}",
         engine.mount.path,
         req.path.trim_end_matches('/'),
-        random::alphanumeric(24)
+        // Time-ordered: the lease's storage keys append (see `lease`).
+        random::time_ordered(24)
     );
     let lease = LeaseEntry {
         lease_id: lease_id.clone(),

@@ -3,6 +3,7 @@
 //! copy). Reading lists them; writing revokes them (`dry_run` defaults to
 //! true, so a plain write only reports).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -64,10 +65,15 @@ async fn orphans(
         )
         .await
         .map_err(Error::from)?;
-    let tracked = engine
+    // Every lease of the cluster is under its creds path (lease ids are
+    // `<mount>creds/<cluster>/<database>/<role>/<suffix>`).
+    let tracked: HashSet<String> = engine
         .leases
-        .tracked_users(&engine.mount.path, cluster_name)
-        .await?;
+        .leases_under(&format!("{}creds/{cluster_name}/", engine.mount.path))
+        .await?
+        .into_iter()
+        .map(|lease| lease.username)
+        .collect();
     let owners = owner_roles(engine, cluster_name).await?;
     let found = rows
         .iter()

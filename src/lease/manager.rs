@@ -146,10 +146,6 @@ impl LeaseManager {
                 serde_json::to_vec(lease).expect("lease serialises"),
             ),
             Op::put(keys::due(lease.due, &lease.lease_id), Vec::new()),
-            Op::put(
-                keys::user(&lease.mount, &lease.cluster, &lease.username),
-                lease.lease_id.clone().into_bytes(),
-            ),
         ];
         if let Some(token) = &lease.token_hash {
             ops.push(Op::put(keys::token(token, &lease.lease_id), Vec::new()));
@@ -369,7 +365,6 @@ impl LeaseManager {
         let mut ops = vec![
             Op::delete(keys::lease(&lease.lease_id)),
             Op::delete(keys::due(lease.due, &lease.lease_id)),
-            Op::delete(keys::user(&lease.mount, &lease.cluster, &lease.username)),
             Op::delete(format!("{IRREVOCABLE}{}", keys::escape(&lease.lease_id))),
         ];
         if let Some(token) = &lease.token_hash {
@@ -432,20 +427,6 @@ impl LeaseManager {
     /// One level of lease ids below `prefix` (folders end in `/`).
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
         Ok(self.storage.list(&keys::lease(prefix)).await?)
-    }
-
-    /// Usernames with a lease on a cluster of a mount.
-    pub async fn tracked_users(
-        &self,
-        mount: &str,
-        cluster: &str,
-    ) -> Result<HashSet<String>, Error> {
-        Ok(self
-            .storage
-            .list(&keys::users(mount, cluster))
-            .await?
-            .into_iter()
-            .collect())
     }
 
     pub async fn irrevocable_count(&self) -> Result<usize, Error> {

@@ -8,9 +8,14 @@
 //!   time-ordered index of the next action on each lease (expiry, or the
 //!   next revocation attempt), scanned in batches so start-up never loads
 //!   every lease;
-//! - `sys/expire/token/<token hash>/<escaped lease_id>`: leases per token;
-//! - `sys/expire/user/<escaped mount>/<cluster>/<username>`: users per
-//!   cluster, for reconciliation.
+//! - `sys/expire/token/<token hash>/<escaped lease_id>`: leases per token.
+//!
+//! Lease ids end in a time-ordered suffix ([`crate::random::time_ordered`]),
+//! so a new lease's keys land after the previous ones in each of these
+//! B-trees (one page appended to) rather than on a random page each: the
+//! storage writes a fraction of the pages per credential. Reconciliation
+//! reads a cluster's leases under their id prefix; no per-user index is
+//! kept, as it would be the one key per lease that lands at random.
 //!
 //! This module never imports the engine: it calls a [`Revoker`] per mount.
 
@@ -138,11 +143,5 @@ pub mod keys {
     }
     pub fn token_folder(token_hash: &str) -> String {
         format!("sys/expire/token/{token_hash}/")
-    }
-    pub fn user(mount: &str, cluster: &str, username: &str) -> String {
-        format!("sys/expire/user/{}/{cluster}/{username}", escape(mount))
-    }
-    pub fn users(mount: &str, cluster: &str) -> String {
-        format!("sys/expire/user/{}/{cluster}/", escape(mount))
     }
 }

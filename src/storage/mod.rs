@@ -20,6 +20,7 @@ mod cipher;
 pub mod inmem;
 pub mod keyring;
 mod listing;
+mod read_cache;
 pub mod sqlite;
 mod writer;
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 use super::listing::{OneLevel, Step};
+use super::read_cache::{Forget, Lookup, ReadCache};
 use super::writer::Writer;
 use super::{Backend, Error, Op, WriteFuture};
 
@@ -29,6 +30,9 @@ const READERS: usize = 4;
 /// inserts land at random places of the key index, and a page read back
 /// from the OS on every insert showed in profiles.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
+/// Values kept by the [`ReadCache`]: far more than the records a busy
+/// server reads per request (tokens, roles, clusters, databases).
+const READ_CACHE_ENTRIES: usize = 4096;
 
 pub struct SqliteBackend {
     /// The writer connection, shared with the writer thread for tests.
@@ -36,6 +40,8 @@ pub struct SqliteBackend {
     conn: Arc<Mutex<Connection>>,
     /// Connections for reads; never used for writes.
     readers: Vec<Mutex<Connection>>,
+    /// Sealed values of often-read keys, invalidated by the writer thread.
+    cache: Arc<ReadCache>,
     /// The thread that commits batches, several at a time.
     writer: Writer,
 }
@@ -105,14 +111,23 @@ impl SqliteBackend {
             .collect::<Result<_, Error>>()?;
         let conn = Arc::new(Mutex::new(conn));
         let shared = Arc::clone(&conn);
+        let cache = Arc::new(ReadCache::new(READ_CACHE_ENTRIES));
+        let written = Arc::clone(&cache);
         let writer = Writer::start(
             "pgsecrets-sqlite-writer",
-            Box::new(move |batches| commit_group(&mut lock(&shared), batches)),
+            Box::new(move |batches| {
+                let _forget = Forget {
+                    cache: &written,
+                    batches,
+                };
+                commit_group(&mut lock(&shared), batches)
+            }),
         )?;
         Ok(SqliteBackend {
             #[cfg(test)]
             conn,
             readers,
+            cache,
             writer,
         })
     }
@@ -245,13 +260,19 @@ fn commit_group(conn: &mut Connection, batches: &[&[Op]]) -> Vec<Result<(), Erro
 
 impl Backend for SqliteBackend {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let epoch = match self.cache.get(key) {
+            Lookup::Hit(value) => return Ok(Some(value)),
+            Lookup::Miss { epoch } => epoch,
+        };
         let conn = self.reader();
         let mut stmt = conn.prepare_cached("SELECT value FROM kv WHERE key = ?1")?;
         let mut rows = stmt.query([key])?;
-        match rows.next()? {
-            Some(row) => Ok(Some(row.get(0)?)),
-            None => Ok(None),
-        }
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let value: Vec<u8> = row.get(0)?;
+        self.cache.insert(key, &value, epoch);
+        Ok(Some(value))
     }
 
     fn apply(&self, ops: &[Op]) -> Result<(), Error> {
