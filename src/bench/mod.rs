@@ -139,7 +139,7 @@ impl Plan {
             Plan {
                 warmup: Duration::from_secs(1),
                 window: Duration::from_secs(10),
-                revoke_users: 3_000,
+                revoke_users: 10_000,
                 revoke_timeout: Duration::from_secs(1800),
                 leases: 1_000_000,
                 scale_margin: Duration::from_secs(15),

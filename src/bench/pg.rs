@@ -198,7 +198,14 @@ impl Pg {
                 .batch_execute(&format!("DROP ROLE {}", list.join(", ")))
                 .await?;
         }
-        admin
+        self.vacuum_role_catalogs().await
+    }
+
+    /// Reclaims the catalog rows of dropped roles, so that the next measured
+    /// run does not pay for the previous run's dead tuples.
+    pub async fn vacuum_role_catalogs(&self) -> Result<(), Error> {
+        self.admin()
+            .await?
             .batch_execute("VACUUM pg_authid, pg_auth_members, pg_db_role_setting, pg_shdepend")
             .await?;
         Ok(())

@@ -56,6 +56,8 @@ pub async fn revoke(pg: &Pg, plan: &Plan) -> Result<Vec<Row>, Error> {
     drop(clients);
     let floor_rate = n as f64 / floor_time.as_secs_f64();
     eprintln!("bench: revoke floor: {n} users in {floor_time:.2?}");
+    // Each measured phase starts without the previous one's dead catalog rows.
+    pg.vacuum_role_catalogs().await?;
 
     // Expiry: issue with a TTL that outlasts issuing (pgsecrets issues
     // slower than the floor), stop, wait until all are due, start again.
@@ -74,6 +76,7 @@ pub async fn revoke(pg: &Pg, plan: &Plan) -> Result<Vec<Row>, Error> {
     let expiry_time = started.elapsed();
     let expiry_rate = expiring as f64 / expiry_time.as_secs_f64();
     eprintln!("bench: revoke expiry: {expiring} users in {expiry_time:.2?}");
+    pg.vacuum_role_catalogs().await?;
 
     // revoke-prefix: one request revoking every lease of a role.
     server.write_role("rvp", 3600, ITERATIONS).await?;

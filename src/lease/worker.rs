@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::manager::{lease_of_due_key, BATCH, PARALLELISM};
+use super::manager::{lease_of_due_key, Slot, BATCH, DUE_BATCH, PARALLELISM};
 use super::{keys, Error, LeaseManager};
 
 impl LeaseManager {
@@ -42,12 +42,12 @@ impl LeaseManager {
     }
 
     /// One round of the expiry worker: revokes what is due at `now`, at most
-    /// [`BATCH`] leases, [`PARALLELISM`] at a time. Returns how many were
+    /// [`DUE_BATCH`] leases, [`PARALLELISM`] at a time. Returns how many were
     /// handled and when the next lease falls due.
     pub async fn step(self: &Arc<Self>, now: i64) -> Result<(usize, Option<i64>), Error> {
         let due = self
             .storage
-            .scan(keys::DUE, &keys::due_until(now), BATCH)
+            .scan(keys::DUE, &keys::due_until(now), DUE_BATCH)
             .await?;
         let semaphore = Arc::new(Semaphore::new(PARALLELISM));
         let mut tasks = tokio::task::JoinSet::new();
@@ -71,8 +71,11 @@ impl LeaseManager {
                 .expect("semaphore open");
             let manager = Arc::clone(self);
             tasks.spawn(async move {
-                let _permit = permit;
-                let _ = manager.revoke_entry(lease, now).await;
+                let slot = Slot {
+                    permit,
+                    failed: None,
+                };
+                let _ = manager.revoke_entry(lease, now, Some(slot)).await;
             });
         }
         while tasks.join_next().await.is_some() {}
@@ -94,7 +97,7 @@ impl LeaseManager {
         loop {
             let now = chrono::Utc::now().timestamp();
             let wait = match self.step(now).await {
-                Ok((handled, next)) if handled < BATCH => match next {
+                Ok((handled, next)) if handled < DUE_BATCH => match next {
                     Some(at) if at > now => Duration::from_secs((at - now).min(1) as u64),
                     Some(_) => Duration::from_millis(50),
                     None => Duration::from_secs(1),
