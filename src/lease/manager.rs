@@ -165,7 +165,9 @@ impl LeaseManager {
     /// touches it while the creation runs.
     pub async fn store_pending(&self, lease: &LeaseEntry) -> Result<Pending<'_>, Error> {
         // Lease ids end in fresh random characters: a claim cannot collide.
-        let claim = self.claim(&lease.lease_id).ok_or(Error::NotRenewable)?;
+        let claim = self
+            .claim(&lease.lease_id)
+            .ok_or_else(|| Error::IdInUse(lease.lease_id.clone()))?;
         let mut ops = vec![
             Op::put(
                 keys::lease(&lease.lease_id),

@@ -59,6 +59,10 @@ pub enum Error {
     },
     #[error("no secrets engine is mounted for lease {0:?}")]
     NoBackend(String),
+    /// A new lease's id is already claimed by an operation in flight: ids
+    /// end in 15 fresh random characters, so this means a server fault.
+    #[error("lease id {0:?} is already in use")]
+    IdInUse(String),
     #[error(transparent)]
     Storage(#[from] crate::storage::Error),
 }

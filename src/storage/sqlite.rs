@@ -322,6 +322,40 @@ mod tests {
         (backend, dir)
     }
 
+    #[test]
+    fn every_acknowledged_write_is_seen_by_later_reads_despite_the_cache() {
+        let (b, _dir) = fresh();
+        let b = Arc::new(b);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Readers keep the key cached and race each write's invalidation.
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (b, stop) = (Arc::clone(&b), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        b.get("sys/token/id/t").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for n in 0..300u32 {
+            b.apply(&[Op::put("sys/token/id/t", n.to_be_bytes().to_vec())])
+                .unwrap();
+            let seen = b.get("sys/token/id/t").unwrap().unwrap();
+            assert_eq!(
+                seen,
+                n.to_be_bytes(),
+                "write {n} acknowledged, then not read"
+            );
+        }
+        b.apply(&[Op::delete("sys/token/id/t")]).unwrap();
+        assert_eq!(b.get("sys/token/id/t").unwrap(), None);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for reader in readers {
+            reader.join().unwrap();
+        }
+    }
+
     /// Makes any insert of the key `refused` fail with `RAISE(<action>)`:
     /// ABORT fails the statement, ROLLBACK the whole transaction.
     fn refuse_key_refused(b: &SqliteBackend, action: &str) {

@@ -142,7 +142,7 @@ fn lease_status(e: &lease::Error) -> (StatusCode, Vec<String>) {
         | lease::Error::PastMaxTtl
         | lease::Error::RevokeFailed { .. }
         | lease::Error::NoBackend(_) => (StatusCode::BAD_REQUEST, vec![e.to_string()]),
-        lease::Error::Storage(_) => (
+        lease::Error::Storage(_) | lease::Error::IdInUse(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             vec![wrapped("internal error")],
         ),

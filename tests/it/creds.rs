@@ -310,8 +310,10 @@ async fn revoke_prefix_force_and_reconcile_account_for_every_user() {
     assert_eq!(r.status, 204, "{}", r.text);
     assert!(!role_exists(pg, &a.username).await && !role_exists(pg, &b.username).await);
 
-    // revoke-force forgets the lease and leaves the user: reconcile finds it.
+    // revoke-force forgets the lease and leaves the user: reconcile finds it,
+    // and only it (a user under a live lease is tracked).
     let c = issue(&s, &path).await;
+    let d = issue(&s, &path).await;
     assert_eq!(
         s.write(
             &format!("sys/leases/revoke-force/{}", c.lease_id),
@@ -328,6 +330,7 @@ async fn revoke_prefix_force_and_reconcile_account_for_every_user() {
     let r = s.read("database/reconcile/cr4").await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.data()["untracked_users"], json!([c.username]));
+    assert!(role_exists(pg, &d.username).await);
     let r = s.write("database/reconcile/cr4", json!({})).await;
     assert_eq!(r.data()["dry_run"], true, "dry_run is the default");
     assert!(role_exists(pg, &c.username).await);
