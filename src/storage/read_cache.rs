@@ -69,6 +69,10 @@ impl ReadCache {
     }
 
     pub fn get(&self, key: &str) -> Lookup {
+        if !Self::cacheable(key) {
+            // Never cached, and `insert` ignores it: no lock to take.
+            return Lookup::Miss { epoch: 0 };
+        }
         let inner = self.lock();
         match inner.entries.get(key) {
             Some(value) => Lookup::Hit(value.clone()),
@@ -96,18 +100,19 @@ impl ReadCache {
     /// writer after each commit, before replying to its callers (see
     /// [`Forget`]).
     pub fn invalidate(&self, batches: &[&[Op]]) {
-        let keys = batches
+        let mut keys = batches
             .iter()
             .flat_map(|ops| ops.iter())
             .map(Op::key)
-            .filter(|key| Self::cacheable(key));
-        let mut inner: Option<MutexGuard<'_, Inner>> = None;
+            .filter(|key| Self::cacheable(key))
+            .peekable();
+        if keys.peek().is_none() {
+            // Lease writes, the common case: nothing cached to forget.
+            return;
+        }
+        let mut inner = self.lock();
+        inner.epoch += 1;
         for key in keys {
-            let inner = inner.get_or_insert_with(|| {
-                let mut guard = self.lock();
-                guard.epoch += 1;
-                guard
-            });
             inner.entries.remove(key);
         }
     }
