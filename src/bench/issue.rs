@@ -8,8 +8,8 @@
 use super::load::{self, Op, Sample};
 use super::pg::Pg;
 use super::report::{Row, Target};
-use super::target::{self, Cluster, Server};
-use super::{floor, Error, Plan};
+use super::target::{Cluster, Server};
+use super::{floor, http_load, Error, Plan};
 
 const ROLE: &str = "app";
 /// The targets at concurrency 16.
@@ -55,7 +55,7 @@ impl<'a> Bench<'a> {
         let floor = load::run(ops, plan.warmup, plan.window).await;
         drop(clients);
         self.drop_issued().await?;
-        let pgsecrets = load::run(self.http_ops(concurrency), plan.warmup, plan.window).await;
+        let pgsecrets = load::run(self.http_ops(concurrency)?, plan.warmup, plan.window).await;
         self.drop_issued().await?;
         for (side, sample) in [("floor", &floor), ("pgsecrets", &pgsecrets)] {
             if sample.ok == 0 {
@@ -79,8 +79,8 @@ impl<'a> Bench<'a> {
         Ok((floor, pgsecrets))
     }
 
-    fn http_ops(&self, concurrency: usize) -> Vec<Op> {
-        target::creds_ops(
+    fn http_ops(&self, concurrency: usize) -> Result<Vec<Op>, Error> {
+        http_load::creds_ops(
             &self.server.url,
             &self.cluster.creds_path(ROLE),
             &self.token,

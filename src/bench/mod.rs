@@ -14,6 +14,7 @@
 
 pub mod child;
 pub mod floor;
+pub mod http_load;
 pub mod issue;
 pub mod kv;
 pub mod load;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use super::load;
 use super::pg::{count_roles, Pg};
 use super::report::{Row, Target};
-use super::target::{self, Server};
-use super::{floor, Error, Plan};
+use super::target::Server;
+use super::{floor, http_load, Error, Plan};
 
 /// Connections of the floor, and HTTP clients issuing for pgsecrets: the
 /// expiry worker revokes 16 leases at a time.
@@ -63,7 +63,7 @@ pub async fn revoke(pg: &Pg, plan: &Plan) -> Result<Vec<Row>, Error> {
     // slower than the floor), stop, wait until all are due, start again.
     let ttl = (issue_time.as_secs_f64() * 4.0).ceil() as u64 + 2;
     server.write_role("rvx", ttl, ITERATIONS).await?;
-    let ops = target::creds_ops(&server.url, &cluster.creds_path("rvx"), &token, CONCURRENCY);
+    let ops = http_load::creds_ops(&server.url, &cluster.creds_path("rvx"), &token, CONCURRENCY)?;
     let (_, error) = load::run_count(ops, n).await;
     check("issuing for expiry", error)?;
     let all_due = Instant::now() + Duration::from_secs(ttl + 1);
@@ -80,7 +80,7 @@ pub async fn revoke(pg: &Pg, plan: &Plan) -> Result<Vec<Row>, Error> {
 
     // revoke-prefix: one request revoking every lease of a role.
     server.write_role("rvp", 3600, ITERATIONS).await?;
-    let ops = target::creds_ops(&server.url, &cluster.creds_path("rvp"), &token, CONCURRENCY);
+    let ops = http_load::creds_ops(&server.url, &cluster.creds_path("rvp"), &token, CONCURRENCY)?;
     let (_, error) = load::run_count(ops, n).await;
     check("issuing for revoke-prefix", error)?;
     let started = Instant::now();

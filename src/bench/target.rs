@@ -10,7 +10,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::load::Op;
 use super::pg::Pg;
 use super::Error;
 use crate::server;
@@ -245,31 +244,6 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(120))
         .build()
         .expect("an HTTP client")
-}
-
-/// One HTTP client per worker, each reading credentials at `path` in a loop.
-pub fn creds_ops(url: &str, path: &str, token: &str, concurrency: usize) -> Vec<Op> {
-    let url = Arc::new(format!("{url}/v1/{path}"));
-    (0..concurrency)
-        .map(|_| {
-            let (client, url, token) = (client(), Arc::clone(&url), token.to_string());
-            let op: Op = Arc::new(move || {
-                let request = client
-                    .get(url.as_str())
-                    .header("X-Vault-Token", token.as_str());
-                Box::pin(async move {
-                    let response = request.send().await.map_err(|e| e.to_string())?;
-                    let status = response.status();
-                    let body = response.bytes().await.map_err(|e| e.to_string())?;
-                    if !status.is_success() {
-                        return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
-                    }
-                    Ok(())
-                })
-            });
-            op
-        })
-        .collect()
 }
 
 /// One request; fails unless the status is 2xx. A 204 gives `null`.
