@@ -27,8 +27,9 @@ use super::{Backend, Error, Op, WriteFuture};
 /// Reader connections: a few, so concurrent reads rarely wait for each other.
 const READERS: usize = 4;
 /// Page cache of the writer connection, in KiB (SQLite's default is 2 MiB):
-/// inserts land at random places of the key index, and a page read back
-/// from the OS on every insert showed in profiles.
+/// inserts that land at random places of the key index (token records,
+/// and lease keys before lease ids became time-ordered) read pages back
+/// from the OS on every insert, which showed in profiles.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Values kept by the [`ReadCache`]: far more than the records a busy
 /// server reads per request (tokens, roles, clusters, databases).
