@@ -47,8 +47,19 @@ struct StoredPolicy {
     text: String,
 }
 
+/// Compiled ACLs kept at most (distinct policy sets of tokens in use).
+const ACL_CACHE_ENTRIES: usize = 1024;
+
 fn key(name: &str) -> String {
     format!("sys/policy/{name}")
+}
+
+/// ACLs already compiled, by the token's policy names as given, with a
+/// generation bumped whenever a policy changes.
+#[derive(Default)]
+struct AclCache {
+    generation: u64,
+    compiled: HashMap<Vec<String>, Arc<Acl>>,
 }
 
 /// Policies by name, parsed once and cached.
@@ -56,6 +67,11 @@ fn key(name: &str) -> String {
 pub struct PolicyStore {
     storage: Storage,
     cache: Arc<RwLock<HashMap<String, Arc<Policy>>>>,
+    /// Every authenticated request needs its token's ACL, and tokens share
+    /// a few policy sets: compiling one per request (cloning its policies'
+    /// rules into fresh maps) was a visible part of each request's work.
+    /// Emptied whenever a policy is written or deleted.
+    acls: Arc<RwLock<AclCache>>,
 }
 
 impl PolicyStore {
@@ -63,6 +79,7 @@ impl PolicyStore {
         PolicyStore {
             storage,
             cache: Arc::default(),
+            acls: Arc::default(),
         }
     }
 
@@ -126,6 +143,7 @@ impl PolicyStore {
             .write()
             .expect("policy cache")
             .insert(name, parsed);
+        self.forget_acls();
         Ok(())
     }
 
@@ -138,6 +156,7 @@ impl PolicyStore {
         }
         self.storage.delete(&key(&name)).await?;
         self.cache.write().expect("policy cache").remove(&name);
+        self.forget_acls();
         Ok(())
     }
 
@@ -148,16 +167,41 @@ impl PolicyStore {
 
     /// The ACL for a token's policies; `root` grants everything. Unknown
     /// policy names are skipped, as in Vault (a policy may be written later).
-    pub async fn acl(&self, names: &[String]) -> Result<Acl, Error> {
+    pub async fn acl(&self, names: &[String]) -> Result<Arc<Acl>, Error> {
         if names.iter().any(|n| n == "root") {
-            return Ok(Acl::root());
+            return Ok(Arc::new(Acl::root()));
         }
+        let generation = {
+            let acls = self.acls.read().expect("acl cache");
+            if let Some(acl) = acls.compiled.get(names) {
+                return Ok(Arc::clone(acl));
+            }
+            acls.generation
+        };
         let mut policies = Vec::with_capacity(names.len());
         for name in names {
             if let Some(p) = self.get(name).await? {
                 policies.push((*p).clone());
             }
         }
-        Ok(Acl::new(&policies))
+        let acl = Arc::new(Acl::new(&policies));
+        let mut acls = self.acls.write().expect("acl cache");
+        // A policy written while this one was compiled may not be in it:
+        // such an ACL serves this request only.
+        if acls.generation == generation {
+            // Bounded: token policy sets are few, but names are the caller's.
+            if acls.compiled.len() >= ACL_CACHE_ENTRIES {
+                acls.compiled.clear();
+            }
+            acls.compiled.insert(names.to_vec(), Arc::clone(&acl));
+        }
+        Ok(acl)
+    }
+
+    /// Drops every compiled ACL: a policy they were built from changed.
+    fn forget_acls(&self) {
+        let mut acls = self.acls.write().expect("acl cache");
+        acls.generation += 1;
+        acls.compiled.clear();
     }
 }

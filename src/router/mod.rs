@@ -78,7 +78,7 @@ impl Router {
         let found = self.mounts.find(&path);
         let matched = found
             .as_ref()
-            .and_then(|(_, backend, rest)| backend.route(rest).map(|(r, c)| (r.clone(), c)));
+            .and_then(|(_, backend, rest)| backend.route(rest));
 
         if let Some((route, captures)) = &matched {
             if route.unauthenticated && !incoming.help {
@@ -129,7 +129,7 @@ impl Router {
             return Err(Error::PermissionDenied.into());
         }
 
-        let Some((mount, _, rest)) = found else {
+        let Some((mount, _, rest)) = &found else {
             return Err(Error::NoHandler { path }.into());
         };
         let Some((route, captures)) = matched else {
@@ -152,7 +152,7 @@ impl Router {
             sudo,
         };
         let result = self
-            .dispatch(&route, &captures, &incoming, &mount, &rest, caller)
+            .dispatch(route, &captures, &incoming, mount, rest, caller)
             .await;
         if last_use {
             // The token's last use is spent; it goes even if the request failed.

@@ -165,7 +165,11 @@ impl Mounts {
         let table = self.table.read().expect("mount table");
         table
             .iter()
-            .filter(|m| path.starts_with(&m.entry.path) || format!("{path}/") == m.entry.path)
+            .filter(|m| {
+                let mount = m.entry.path.as_str();
+                // `database` finds the `database/` mount as well.
+                path.starts_with(mount) || mount.strip_suffix('/') == Some(path)
+            })
             .max_by_key(|m| m.entry.path.len())
             .map(|m| {
                 let rest = path.get(m.entry.path.len()..).unwrap_or("").to_string();

@@ -5,8 +5,8 @@
 //!
 //! Writes go through a writer thread ([`super::writer`]) that owns the
 //! writer connection: batches that arrive while a commit waits for the disk
-//! are committed together in the next transaction, each inside its own
-//! savepoint, with one fsync for all.
+//! are committed together in the next transaction, with one fsync for all
+//! (a batch that fails is retried alone: see [`commit_group`]).
 //! Reads use connections of their own: in WAL mode a reader sees the last
 //! committed state and never waits for a commit in progress, so a
 //! single-key read is quick enough to run on the async runtime.
@@ -93,12 +93,11 @@ impl SqliteBackend {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
-        // A group commit runs each caller's batch in a savepoint, and SQLite
-        // keeps the pages a savepoint may have to restore in a sub-journal:
-        // a temporary file once it passes 64 KiB, i.e. several extra writes
-        // per commit with a few leases in the group. Kept in memory instead
-        // (at most a group's worth of pages; nothing in it needs to survive
-        // a crash: the WAL alone is the durable record).
+        // Statement journals (the pages a statement that fails midway must
+        // restore, in a transaction of several statements) go to a
+        // temporary file once they pass 64 KiB. Kept in memory instead
+        // (nothing in them needs to survive a crash: the WAL alone is the
+        // durable record).
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS kv (
@@ -225,40 +224,30 @@ fn commit_alone(conn: &mut Connection, ops: &[Op]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Commits batches of several callers in one transaction (one fsync). Each
-/// batch runs inside a savepoint, so a batch that fails is rolled back alone
-/// and the others still commit. If the transaction itself fails (BEGIN,
-/// a savepoint, COMMIT, or an error that aborts the whole transaction),
-/// none of it is committed and each batch is tried again alone, in order,
-/// so every caller gets the outcome of its own batch. Puts and deletes are
-/// idempotent, so applying a batch again is harmless even if a failed
-/// COMMIT did reach the disk.
+/// Commits batches of several callers in one transaction (one fsync). Puts
+/// and deletes of a key-value table fail only when the database itself does
+/// (disk full, I/O error, corruption), so the group is written optimistically
+/// with no savepoint per batch: a savepoint costs SQL statements and a copy
+/// of every page it touches, on every commit, for a failure that almost
+/// never happens. If anything fails, the whole transaction rolls back and
+/// each batch is tried again alone, in order, so every caller still gets the
+/// outcome of its own batch and a failing batch takes no other down. Puts
+/// and deletes are idempotent, so applying a batch again is harmless even if
+/// a failed COMMIT did reach the disk.
 fn commit_group(conn: &mut Connection, batches: &[&[Op]]) -> Vec<Result<(), Error>> {
     if let [ops] = batches {
         return vec![commit_alone(conn, ops)];
     }
     let grouped = (|| {
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outcomes = Vec::with_capacity(batches.len());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for ops in batches {
-            let savepoint = tx.savepoint()?;
-            match write(&savepoint, ops) {
-                Ok(()) => {
-                    savepoint.commit()?;
-                    outcomes.push(Ok(()));
-                }
-                Err(e) => {
-                    // Rolls back to the savepoint, then releases it.
-                    savepoint.finish()?;
-                    outcomes.push(Err(e));
-                }
-            }
+            write(&tx, ops)?;
         }
         tx.commit()?;
-        Ok::<_, Error>(outcomes)
+        Ok::<_, Error>(())
     })();
     match grouped {
-        Ok(outcomes) => outcomes,
+        Ok(()) => batches.iter().map(|_| Ok(())).collect(),
         Err(e) => {
             tracing::warn!(error = %e, batches = batches.len(), "group commit failed; committing its batches one by one");
             batches.iter().map(|ops| commit_alone(conn, ops)).collect()
@@ -390,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn file_is_private_wal_fully_synchronous_and_journals_savepoints_in_memory() {
+    fn file_is_private_wal_fully_synchronous_and_journals_statements_in_memory() {
         let (b, dir) = fresh();
         let mode = std::fs::metadata(dir.path().join("test.db"))
             .unwrap()
@@ -411,7 +400,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             temp, 2,
-            "temp_store=MEMORY: savepoint journals stay off the disk"
+            "temp_store=MEMORY: statement journals stay off the disk"
         );
     }
 
@@ -461,7 +450,7 @@ mod tests {
     #[test]
     fn a_batch_that_aborts_the_whole_transaction_fails_alone() {
         let (b, _dir) = fresh();
-        // RAISE(ROLLBACK) ends the shared transaction, savepoints and all.
+        // RAISE(ROLLBACK) ends the shared transaction itself.
         refuse_key_refused(&b, "ROLLBACK");
         let first = [Op::put("a", "1")];
         let failing = [Op::put("b", "1"), Op::put("refused", "x")];

@@ -156,6 +156,24 @@ async fn deny_wins_and_policy_updates_apply_at_once() {
 }
 
 #[tokio::test]
+async fn a_policy_written_late_or_deleted_changes_the_next_request() {
+    // The compiled ACL of a token's policies is reused between requests;
+    // every policy write or delete must still take effect at once.
+    let s = TestServer::start().await;
+    let t = s.token_with(&["reader", "later"]).await;
+    assert_eq!(s.read_as(&t, "sys/mounts").await.status, 403);
+    s.write("sys/policies/acl/later", json!({"policy": READER}))
+        .await;
+    assert_eq!(
+        s.read_as(&t, "sys/mounts").await.status,
+        200,
+        "a policy named by the token but written after its first use"
+    );
+    s.delete("sys/policies/acl/later").await;
+    assert_eq!(s.read_as(&t, "sys/mounts").await.status, 403);
+}
+
+#[tokio::test]
 async fn capabilities_self_reports_what_the_token_holds() {
     let s = TestServer::start().await;
     s.write("sys/policies/acl/reader", json!({"policy": READER}))
