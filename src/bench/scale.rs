@@ -5,8 +5,8 @@
 //! without PostgreSQL users: their users need not exist, since revoking a
 //! missing user is idempotent. Three groups: a bulk far in the future, 1%
 //! (10,000 of a million) under one prefix for `LIST`, and 10% falling due
-//! at one instant after the server has started. Then a server process of its own is
-//! started on the storage and measured.
+//! at one instant after the server has started. Then a server process of
+//! its own is started on the storage and measured.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

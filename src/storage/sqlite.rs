@@ -214,14 +214,20 @@ fn write(conn: &Connection, ops: &[Op]) -> Result<(), Error> {
     Ok(())
 }
 
-/// One batch in a transaction of its own: on any error the transaction is
-/// dropped and rolls back, and a crash before COMMIT leaves nothing of it
-/// in the WAL.
-fn commit_alone(conn: &mut Connection, ops: &[Op]) -> Result<(), Error> {
+/// Batches in one transaction: on any error the transaction is dropped and
+/// rolls back, and a crash before COMMIT leaves nothing of it in the WAL.
+fn commit_together(conn: &mut Connection, batches: &[&[Op]]) -> Result<(), Error> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    write(&tx, ops)?;
+    for ops in batches {
+        write(&tx, ops)?;
+    }
     tx.commit()?;
     Ok(())
+}
+
+/// One batch in a transaction of its own.
+fn commit_alone(conn: &mut Connection, ops: &[Op]) -> Result<(), Error> {
+    commit_together(conn, &[ops])
 }
 
 /// Commits batches of several callers in one transaction (one fsync). Puts
@@ -238,15 +244,7 @@ fn commit_group(conn: &mut Connection, batches: &[&[Op]]) -> Vec<Result<(), Erro
     if let [ops] = batches {
         return vec![commit_alone(conn, ops)];
     }
-    let grouped = (|| {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for ops in batches {
-            write(&tx, ops)?;
-        }
-        tx.commit()?;
-        Ok::<_, Error>(())
-    })();
-    match grouped {
+    match commit_together(conn, batches) {
         Ok(()) => batches.iter().map(|_| Ok(())).collect(),
         Err(e) => {
             tracing::warn!(error = %e, batches = batches.len(), "group commit failed; committing its batches one by one");
