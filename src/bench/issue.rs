@@ -2,8 +2,13 @@
 //! latency at concurrency N, the floor (N management-role connections doing
 //! what pgsecrets does to PostgreSQL) against pgsecrets (N HTTP clients
 //! reading `database/creds/...`), each for a fixed window after a warm-up.
-//! Between runs the issued users are dropped, so every run starts from the
-//! same catalog.
+//! The floor's window is split in two halves, one before pgsecrets' and one
+//! after, and pooled: on a shared machine whose speed drifts by a quarter
+//! within minutes, a floor measured only before pgsecrets is measured on a
+//! different machine, and bracketing cancels a steady drift. Between runs
+//! the issued users are dropped, so every run starts from the same catalog.
+
+use std::time::Duration;
 
 use super::load::{self, Op, Sample};
 use super::pg::Pg;
@@ -50,13 +55,21 @@ impl<'a> Bench<'a> {
         plan: &Plan,
     ) -> Result<(Sample, Sample), Error> {
         self.server.write_role(ROLE, 3600, iterations).await?;
-        let clients = floor::connections(self.pg, &self.cluster, concurrency).await?;
-        let ops = floor::issue_ops(&clients, &self.cluster, ROLE, iterations, None);
-        let floor = load::run(ops, plan.warmup, plan.window).await;
-        drop(clients);
-        self.drop_issued().await?;
+        let half = plan.window / 2;
+        let mut floor = self
+            .floor(iterations, concurrency, plan.warmup, half)
+            .await?;
         let pgsecrets = load::run(self.http_ops(concurrency)?, plan.warmup, plan.window).await;
         self.drop_issued().await?;
+        let after = self
+            .floor(iterations, concurrency, plan.warmup, half)
+            .await?;
+        eprintln!(
+            "bench: floor c={concurrency} iterations={iterations}: {:.0} creds/s before pgsecrets, {:.0} after",
+            floor.per_second(),
+            after.per_second()
+        );
+        floor.absorb(after);
         for (side, sample) in [("floor", &floor), ("pgsecrets", &pgsecrets)] {
             if sample.ok == 0 {
                 return Err(Error::Failed(format!(
@@ -77,6 +90,22 @@ impl<'a> Bench<'a> {
             }
         }
         Ok((floor, pgsecrets))
+    }
+
+    /// One window of the floor, its users dropped afterwards.
+    async fn floor(
+        &self,
+        iterations: u32,
+        concurrency: usize,
+        warmup: Duration,
+        window: Duration,
+    ) -> Result<Sample, Error> {
+        let clients = floor::connections(self.pg, &self.cluster, concurrency).await?;
+        let ops = floor::issue_ops(&clients, &self.cluster, ROLE, iterations, None);
+        let sample = load::run(ops, warmup, window).await;
+        drop(clients);
+        self.drop_issued().await?;
+        Ok(sample)
     }
 
     fn http_ops(&self, concurrency: usize) -> Result<Vec<Op>, Error> {

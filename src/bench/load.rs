@@ -44,6 +44,21 @@ impl Sample {
     }
 }
 
+impl Sample {
+    /// Adds another window of the same load: counts and measured time add
+    /// up, latencies are pooled.
+    pub fn absorb(&mut self, other: Sample) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+        self.latencies.sort_unstable();
+    }
+}
+
 struct WorkerResult {
     ok: usize,
     errors: usize,
@@ -159,5 +174,28 @@ mod tests {
         assert_eq!(sample.percentile_ms(99.0), 99.0);
         assert_eq!(sample.percentile_ms(100.0), 100.0);
         assert!(Sample::default().percentile_ms(50.0).is_nan());
+    }
+
+    #[test]
+    fn absorbed_windows_pool_counts_time_and_latencies() {
+        let mut before = Sample {
+            ok: 300,
+            elapsed: Duration::from_secs(3),
+            latencies: (1..=300).map(|_| Duration::from_millis(1)).collect(),
+            ..Sample::default()
+        };
+        before.absorb(Sample {
+            ok: 100,
+            errors: 2,
+            first_error: Some("refused".into()),
+            elapsed: Duration::from_secs(2),
+            latencies: (1..=100).map(|_| Duration::from_millis(9)).collect(),
+        });
+        // 400 in 5 s, not the mean of 100/s and 50/s.
+        assert_eq!(before.per_second(), 80.0);
+        assert_eq!(before.errors, 2);
+        assert_eq!(before.first_error.as_deref(), Some("refused"));
+        assert_eq!(before.percentile_ms(75.0), 1.0);
+        assert_eq!(before.percentile_ms(76.0), 9.0);
     }
 }
