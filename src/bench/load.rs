@@ -42,9 +42,7 @@ impl Sample {
         let index = rank.clamp(1, self.latencies.len()) - 1;
         self.latencies[index].as_secs_f64() * 1000.0
     }
-}
 
-impl Sample {
     /// Adds another window of the same load: counts and measured time add
     /// up, latencies are pooled.
     pub fn absorb(&mut self, other: Sample) {
