@@ -4,6 +4,7 @@
 
 mod support;
 
+mod adversarial;
 mod agent;
 mod bench;
 mod cli;
