@@ -55,7 +55,8 @@ pub enum LogFormat {
 pub struct Config {
     pub address: SocketAddr,
     pub tls: Option<TlsConfig>,
-    pub max_request_size: usize,
+    /// Request size, timeouts and connection cap of the listener.
+    pub http: crate::wire::WireConfig,
     pub storage: StorageConfig,
     pub seal: SealConfig,
     pub log_format: LogFormat,
@@ -80,6 +81,10 @@ struct FileListener {
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     max_request_size: Option<usize>,
+    http_read_header_timeout: Option<String>,
+    http_read_timeout: Option<String>,
+    http_idle_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -102,7 +107,7 @@ impl Config {
         Config {
             address,
             tls: None,
-            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            http: crate::wire::WireConfig::default(),
             storage: StorageConfig::InMem,
             seal: SealConfig::default(),
             log_format: LogFormat::Human,
@@ -131,6 +136,10 @@ impl Config {
             tls_cert_file: None,
             tls_key_file: None,
             max_request_size: None,
+            http_read_header_timeout: None,
+            http_read_timeout: None,
+            http_idle_timeout: None,
+            max_connections: None,
         });
         let address_text = listener.address.unwrap_or_else(|| "127.0.0.1:8200".into());
         let address: SocketAddr = address_text.parse().map_err(|_| {
@@ -157,6 +166,39 @@ impl Config {
             return Err(Error::Invalid(
                 "listener.max_request_size must be positive".into(),
             ));
+        }
+        let mut http = crate::wire::WireConfig {
+            max_request_size,
+            ..crate::wire::WireConfig::default()
+        };
+        for (name, value, slot) in [
+            (
+                "http_read_header_timeout",
+                &listener.http_read_header_timeout,
+                &mut http.read_header_timeout,
+            ),
+            (
+                "http_read_timeout",
+                &listener.http_read_timeout,
+                &mut http.read_timeout,
+            ),
+            (
+                "http_idle_timeout",
+                &listener.http_idle_timeout,
+                &mut http.idle_timeout,
+            ),
+        ] {
+            if let Some(text) = value {
+                *slot = listener_duration(name, text)?;
+            }
+        }
+        if let Some(max) = listener.max_connections {
+            if max == 0 {
+                return Err(Error::Invalid(
+                    "listener.max_connections must be positive".into(),
+                ));
+            }
+            http.max_connections = max;
         }
         let storage = match file.storage.backend.as_str() {
             "inmem" => StorageConfig::InMem,
@@ -186,11 +228,21 @@ impl Config {
         Ok(Config {
             address,
             tls,
-            max_request_size,
+            http,
             storage,
             seal,
             log_format: file.log_format.unwrap_or_default(),
         })
+    }
+}
+
+/// A listener timeout: Vault's duration syntax (`10s`, `5m`), positive.
+fn listener_duration(name: &str, text: &str) -> Result<std::time::Duration, Error> {
+    match crate::logical::duration::parse_seconds(text.trim()) {
+        Ok(seconds) if seconds > 0.0 => Ok(std::time::Duration::from_secs_f64(seconds)),
+        _ => Err(Error::Invalid(format!(
+            "listener.{name} {text:?} is not a positive duration such as \"10s\" or \"5m\""
+        ))),
     }
 }
 
@@ -219,6 +271,24 @@ mod tests {
         assert!(e.to_string().contains("key_file"), "{e}");
         let e = Config::parse("bogus = 1\n[storage]\nbackend = \"inmem\"", p).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
+        let e = Config::parse(
+            "[listener]\nhttp_idle_timeout = \"soon\"\n[storage]\nbackend = \"inmem\"",
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("http_idle_timeout"), "{e}");
+        let c = Config::parse(
+            "[listener]\nhttp_read_header_timeout = \"2s\"\nmax_connections = 7\n[storage]\nbackend = \"inmem\"",
+            p,
+        )
+        .unwrap();
+        assert_eq!(
+            c.http.read_header_timeout,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(c.http.read_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(c.http.idle_timeout, std::time::Duration::from_secs(300));
+        assert_eq!(c.http.max_connections, 7);
         let c = Config::parse(
             "[storage]\nbackend = \"sqlite\"\npath=\"a.db\"\n[seal]\nkey_file=\"k\"",
             p,

@@ -314,16 +314,10 @@ pub async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let app = wire::app(router, wire_config);
-    match tls {
-        None => axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(StartError::Io),
-        Some(config) => crate::server_tls::serve(listener, app, config, shutdown)
-            .await
-            .map_err(StartError::Io),
-    }
+    let app = wire::app(router, wire_config.clone());
+    crate::listener::serve(listener, app, wire_config, tls, shutdown)
+        .await
+        .map_err(StartError::Io)
 }
 
 /// Resolves on SIGTERM or ctrl-c.

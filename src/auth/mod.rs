@@ -46,6 +46,8 @@ pub enum Error {
     BadTokenId,
     #[error("num_uses must be zero (unlimited) or positive")]
     NegativeUses,
+    #[error("restricted use token cannot generate child tokens")]
+    RestrictedUseParent,
     #[error("token type {0:?} is not supported: use \"service\"")]
     UnsupportedTokenType(String),
     #[error(transparent)]

@@ -100,13 +100,21 @@ pub type RevokeHook = Arc<dyn Fn(String) + Send + Sync>;
 pub struct TokenStore {
     storage: Storage,
     on_revoke: Arc<RwLock<Option<RevokeHook>>>,
+    /// Held while a limited-use token's count is read and written back, so
+    /// concurrent requests cannot spend the same use twice.
+    uses: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// `num_uses` of a token whose last use has been taken by a request still
+/// running (Vault marks such a token the same way); it allows no more.
+const LAST_USE_TAKEN: i64 = -1;
 
 impl TokenStore {
     pub fn new(storage: Storage) -> TokenStore {
         TokenStore {
             storage,
             on_revoke: Arc::default(),
+            uses: Arc::default(),
         }
     }
 
@@ -190,6 +198,10 @@ impl TokenStore {
         }
         if request.num_uses < 0 {
             return Err(Error::NegativeUses);
+        }
+        // A child would multiply a limited token's uses (Vault refuses too).
+        if parent.is_some_and(|p| p.num_uses != 0) {
+            return Err(Error::RestrictedUseParent);
         }
         let token = match request.id {
             Some(id) => {
@@ -295,22 +307,42 @@ impl TokenStore {
         }
     }
 
-    /// Counts one use of a limited-use token before its request runs.
-    /// Returns true when this is the last use: the caller revokes the token
-    /// once the request is done ([`TokenStore::revoke`]).
-    pub async fn record_use(&self, entry: &TokenEntry) -> Result<bool, Error> {
-        if entry.num_uses <= 0 {
-            return Ok(false);
+    /// Spends one use of a limited-use token before its request runs (the
+    /// ACL check included, as in Vault: a refused request uses it up too).
+    /// Returns `None` when no use is left, otherwise whether this was the
+    /// last one: the caller then revokes the token once the request is done
+    /// ([`TokenStore::revoke`]).
+    ///
+    /// The count is read again and written back under one lock: two
+    /// requests with the same token cannot both spend its last use.
+    pub async fn spend_use(&self, entry: &TokenEntry) -> Result<Option<bool>, Error> {
+        // 0 (unlimited) never changes, so it needs no lock.
+        if entry.num_uses == 0 {
+            return Ok(Some(false));
         }
-        if entry.num_uses == 1 {
-            return Ok(true);
-        }
-        let mut updated = entry.clone();
-        updated.num_uses -= 1;
+        let _spending = self.uses.lock().await;
+        let Some(mut current) = self
+            .storage
+            .get_json::<TokenEntry>(&id_key(&entry.id_hash))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let last = match current.num_uses {
+            n if n <= 0 => return Ok(None),
+            1 => {
+                current.num_uses = LAST_USE_TAKEN;
+                true
+            }
+            _ => {
+                current.num_uses -= 1;
+                false
+            }
+        };
         self.storage
-            .put_json(&id_key(&entry.id_hash), &updated)
+            .put_json(&id_key(&entry.id_hash), &current)
             .await?;
-        Ok(false)
+        Ok(Some(last))
     }
 
     /// Extends a token from now by `increment` (or its original TTL), capped by

@@ -54,17 +54,9 @@ impl Server {
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let served = server::serve(
-                listener,
-                router,
-                WireConfig {
-                    max_request_size: crate::config::DEFAULT_MAX_REQUEST_SIZE,
-                },
-                None,
-                async {
-                    let _ = stopped.await;
-                },
-            )
+            let served = server::serve(listener, router, WireConfig::default(), None, async {
+                let _ = stopped.await;
+            })
             .await;
             if let Err(e) = served {
                 eprintln!("bench: the in-process server failed: {e}");

@@ -212,18 +212,41 @@ pub fn duration_seconds(text: &str) -> Result<u64, String> {
 }
 
 /// Sets up `tracing` output.
+///
+/// Whatever `PGSECRETS_LOG` asks for, tokio-postgres's debug and trace
+/// events are never written: they carry the statements pgsecrets sends,
+/// and those hold SCRAM verifiers of root, management and issued users
+/// (`ALTER ROLE ... PASSWORD 'SCRAM-SHA-256$...'`), from which a password
+/// can be attacked offline.
 pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGSECRETS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colours only for a person at a terminal, not in files and journals.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let fmt = match format {
+        LogFormat::Human => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(
+            fmt.with_filter(filter)
+                .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                    !carries_statements(meta)
+                })),
+        )
+        .try_init();
+}
+
+/// Events that may quote SQL sent to PostgreSQL (with passwords' verifiers).
+fn carries_statements(meta: &tracing::Metadata<'_>) -> bool {
+    let target = meta.target();
+    (target == "tokio_postgres" || target.starts_with("tokio_postgres::"))
+        && *meta.level() > tracing::Level::INFO
 }
 
 /// Runs a parsed command; returns the process exit code.

@@ -2,7 +2,6 @@
 
 use crate::config::{Config, StorageConfig};
 use crate::server::{self, StartError};
-use crate::wire::WireConfig;
 
 use super::{init_logging, ServerArgs};
 
@@ -40,9 +39,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     server::serve(
         listener,
         router,
-        WireConfig {
-            max_request_size: config.max_request_size,
-        },
+        config.http.clone(),
         tls,
         server::shutdown_signal(),
     )

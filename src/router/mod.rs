@@ -97,11 +97,39 @@ impl Router {
             .lookup(token)
             .await?
             .ok_or(Error::MissingToken)?;
+        // Spent before anything else, as Vault does: a help request or one
+        // the ACL refuses costs a use too.
+        let last_use = self
+            .tokens
+            .spend_use(&entry)
+            .await?
+            .ok_or(Error::MissingToken)?;
+        let result = self
+            .authorized(token, &entry, &incoming, path, &found, &matched)
+            .await;
+        if last_use {
+            // The token's last use is spent; it goes even if the request failed.
+            self.tokens.revoke(&entry).await?;
+        }
+        result
+    }
+
+    /// The rest of [`Router::handle`] once the token is known and its use
+    /// counted: the ACL check, then the handler.
+    async fn authorized(
+        &self,
+        token: &str,
+        entry: &crate::auth::TokenEntry,
+        incoming: &Incoming,
+        path: String,
+        found: &Option<(MountEntry, Arc<Backend>, String)>,
+        matched: &Option<(&crate::logical::Route, BTreeMap<String, String>)>,
+    ) -> Result<Response, AnyError> {
         let acl = self.policies.acl(&entry.policies).await?;
         let capabilities = acl.capabilities(&path);
 
         if incoming.help {
-            return match (&found, &matched) {
+            return match (found, matched) {
                 (Some((mount, _, _)), Some((route, _))) => Ok(docs::help_response(mount, route)),
                 (None, _) => Err(Error::NoHandler { path }.into()),
                 _ => Err(Error::UnsupportedPath.into()),
@@ -112,10 +140,10 @@ impl Router {
             Operation::Read => Capability::Read,
             Operation::List => Capability::List,
             Operation::Delete => Capability::Delete,
-            Operation::Write => match &matched {
+            Operation::Write => match matched {
                 Some((route, captures)) if !acl.is_root() => {
                     match self
-                        .exists(route, captures, &incoming, found.as_ref())
+                        .exists(route, captures, incoming, found.as_ref())
                         .await?
                     {
                         true => Capability::Update,
@@ -129,7 +157,7 @@ impl Router {
             return Err(Error::PermissionDenied.into());
         }
 
-        let Some((mount, _, rest)) = &found else {
+        let Some((mount, _, rest)) = found else {
             return Err(Error::NoHandler { path }.into());
         };
         let Some((route, captures)) = matched else {
@@ -142,7 +170,6 @@ impl Router {
         if spec.sudo && !sudo {
             return Err(Error::PermissionDenied.into());
         }
-        let last_use = self.tokens.record_use(&entry).await?;
         let caller = Caller {
             token: Some(token.to_string()),
             token_hash: Some(entry.id_hash.clone()),
@@ -151,14 +178,8 @@ impl Router {
             root: acl.is_root(),
             sudo,
         };
-        let result = self
-            .dispatch(route, &captures, &incoming, mount, rest, caller)
-            .await;
-        if last_use {
-            // The token's last use is spent; it goes even if the request failed.
-            self.tokens.revoke(&entry).await?;
-        }
-        result
+        self.dispatch(route, captures, incoming, mount, rest, caller)
+            .await
     }
 
     async fn exists(

@@ -42,6 +42,7 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, vec![e.to_string()])
             }
             RequestError::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, vec![e.to_string()]),
+            RequestError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, vec![e.to_string()]),
             RequestError::NamespaceNotFound => (StatusCode::NOT_FOUND, vec![e.to_string()]),
         },
         Error::Field(e) => bad(e),
@@ -82,6 +83,7 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | auth::Error::TokenIdInUse
             | auth::Error::BadTokenId
             | auth::Error::NegativeUses
+            | auth::Error::RestrictedUseParent
             | auth::Error::UnsupportedTokenType(_) => bad(e),
             auth::Error::Storage(_) => internal(),
         },

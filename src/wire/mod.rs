@@ -9,7 +9,7 @@ pub mod error;
 pub mod request;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
@@ -20,11 +20,54 @@ pub use request::RequestError;
 use crate::logical::Operation;
 use crate::router::Router;
 
-/// Settings of the HTTP layer.
-#[derive(Debug, Clone)]
+/// Settings of the HTTP layer: what a request may cost the server.
+///
+/// The timeouts are Vault's listener settings with Vault's defaults; the
+/// connection cap keeps a flood of sockets from using up the process's
+/// file descriptors, which storage and PostgreSQL need too.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WireConfig {
     /// Largest accepted request body (Vault's default is 32 MiB).
     pub max_request_size: usize,
+    /// `http_read_header_timeout`: a new connection must send a complete
+    /// request head within this (Vault: 10s).
+    pub read_header_timeout: Duration,
+    /// `http_read_timeout`: a request's body must arrive within this once
+    /// its head has (Vault: 30s).
+    pub read_timeout: Duration,
+    /// `http_idle_timeout`: a keep-alive connection with no request in
+    /// flight is closed after this (Vault: 5m).
+    pub idle_timeout: Duration,
+    /// `max_connections`: connections served at once; more wait in the
+    /// kernel's accept queue until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for WireConfig {
+    fn default() -> WireConfig {
+        WireConfig {
+            max_request_size: crate::config::DEFAULT_MAX_REQUEST_SIZE,
+            read_header_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+/// Descriptors kept back from HTTP connections for storage, PostgreSQL
+/// pools, log and key files.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// Three quarters of what the descriptor limit leaves after the reserve,
+/// so that a flood of connections can never take the last descriptors
+/// (with systemd's usual 1,024: 576 connections).
+pub fn default_max_connections() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1_048_576);
+    let usable = soft.saturating_sub(RESERVED_DESCRIPTORS).max(64);
+    (usable / 4 * 3).clamp(16, 65_536) as usize
 }
 
 /// The axum application serving the whole API.
@@ -42,7 +85,7 @@ async fn serve(router: &Router, config: &WireConfig, request: Request<Body>) -> 
     let head = request::is_head(request.method());
     let method = request.method().clone();
     let uri_path = request.uri().path().to_string();
-    let decoded = request::decode(request, id.clone(), config.max_request_size).await;
+    let decoded = request::decode(request, id.clone(), config).await;
     let (operation, result) = match decoded {
         Ok(incoming) => {
             let op = incoming.operation;

@@ -32,6 +32,9 @@ pub enum RequestError {
     BodyTooLarge,
     #[error("failed to read the request body: {0}")]
     BodyRead(String),
+    /// The body did not arrive within `http_read_timeout`.
+    #[error("the request body did not arrive within {0}s (http_read_timeout)")]
+    BodyTimeout(u64),
     #[error("failed to decode JSON input: {0}")]
     BadJson(String),
     #[error("namespace not found")]
@@ -140,7 +143,7 @@ pub fn is_head(method: &Method) -> bool {
 pub async fn decode(
     request: Request<Body>,
     id: String,
-    max_body: usize,
+    config: &super::WireConfig,
 ) -> Result<Incoming, RequestError> {
     let (parts, body) = request.into_parts();
     let mut path = path(parts.uri.path())?;
@@ -172,7 +175,7 @@ pub async fn decode(
         "HELP" => (Operation::Read, query),
         "DELETE" => (Operation::Delete, query),
         "POST" | "PUT" => {
-            let bytes = read_body(body, max_body).await?;
+            let bytes = read_body(&parts.headers, body, config).await?;
             if path.ends_with('/') {
                 return Err(RequestError::WriteToDirectory);
             }
@@ -206,12 +209,28 @@ pub async fn decode(
     })
 }
 
-async fn read_body(body: Body, max: usize) -> Result<bytes::Bytes, RequestError> {
+/// Reads the body within the size limit and the read timeout. A declared
+/// length over the limit is refused before anything is read, so a client
+/// cannot hold a request open by announcing a body it never sends.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    config: &super::WireConfig,
+) -> Result<bytes::Bytes, RequestError> {
     use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, max).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(RequestError::BodyTooLarge),
-        Err(e) => Err(RequestError::BodyRead(e.to_string())),
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > config.max_request_size as u64) {
+        return Err(RequestError::BodyTooLarge);
+    }
+    let collect = http_body_util::Limited::new(body, config.max_request_size).collect();
+    match tokio::time::timeout(config.read_timeout, collect).await {
+        Err(_) => Err(RequestError::BodyTimeout(config.read_timeout.as_secs())),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(RequestError::BodyTooLarge),
+        Ok(Err(e)) => Err(RequestError::BodyRead(e.to_string())),
     }
 }
 

@@ -458,6 +458,7 @@ async fn over_https_the_agent_trusts_its_ca_cert() {
         Arc::clone(&router),
         WireConfig {
             max_request_size: 1 << 20,
+            ..WireConfig::default()
         },
         Some(tls),
         async {

@@ -738,6 +738,7 @@ async fn https_servers_are_trusted_through_vault_cacert() {
         Arc::clone(&router),
         WireConfig {
             max_request_size: 1 << 20,
+            ..WireConfig::default()
         },
         Some(tls),
         async {

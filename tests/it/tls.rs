@@ -29,6 +29,7 @@ async fn the_api_is_served_over_tls_when_configured() {
         Arc::clone(&router),
         WireConfig {
             max_request_size: 1 << 20,
+            ..WireConfig::default()
         },
         Some(config),
         async {

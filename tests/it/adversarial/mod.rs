@@ -5,19 +5,11 @@
 //! or in what a fake server captured, not only in pgsecrets' answer.
 //!
 //! One file per class of attack:
-//! - `owner`: privilege through the objects-owner role, system databases;
-//! - `passwords`: stored passwords sent to a server nobody vouched for;
-//! - `registration`: one server registered twice, racing registrations;
-//! - `leases`: revocation racing renewal, purge stranding users, early expiry,
-//!   races that answered 5xx;
-//! - `tokens`: `num_uses` under concurrency;
-//! - `http`: starving the listener;
-//! - `logs`: secrets in logs.
+//! - `tokens`: `num_uses` under concurrency, children of limited tokens;
+//! - `http`: starving the listener (silent sockets, slow heads and bodies,
+//!   idle keep-alive connections);
+//! - `logs`: secrets in logs at `trace`.
 
 mod http;
-mod leases;
 mod logs;
-mod owner;
-mod passwords;
-mod registration;
 mod tokens;

@@ -62,6 +62,12 @@ impl TestServer {
         TestServer::start_at(storage, root_token, max_request_size, "127.0.0.1:0").await
     }
 
+    /// Fresh in-memory storage, served with these listener settings.
+    pub async fn start_with_wire(wire: WireConfig) -> TestServer {
+        let (storage, root) = server::fresh_inmem(None).await.expect("fresh storage");
+        TestServer::serve(storage, root, wire, "127.0.0.1:0").await
+    }
+
     /// Serves already-initialised storage at `address`: a server coming back
     /// where its clients expect it after an outage.
     pub async fn start_at(
@@ -70,20 +76,27 @@ impl TestServer {
         max_request_size: usize,
         address: &str,
     ) -> TestServer {
+        let wire = WireConfig {
+            max_request_size,
+            ..WireConfig::default()
+        };
+        TestServer::serve(storage, root_token, wire, address).await
+    }
+
+    async fn serve(
+        storage: Storage,
+        root_token: String,
+        wire: WireConfig,
+        address: &str,
+    ) -> TestServer {
         let router = server::assemble(storage.clone()).await.expect("assemble");
         let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            server::serve(
-                listener,
-                Arc::clone(&router),
-                WireConfig { max_request_size },
-                None,
-                async {
-                    let _ = stopped.await;
-                },
-            )
+            server::serve(listener, Arc::clone(&router), wire, None, async {
+                let _ = stopped.await;
+            })
             .await
             .expect("serve");
         });
