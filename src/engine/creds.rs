@@ -117,6 +117,25 @@ async fn active_database(
     Ok(db)
 }
 
+/// The cluster and database states read again from storage (no rotation
+/// resolved, no lock taken: this runs on every issue).
+async fn still_active(engine: &Engine, cluster: &str, database: &str) -> Result<(), Error> {
+    match engine.load_cluster(cluster).await? {
+        Some(c) if c.state == State::Active => {}
+        Some(c) if c.state == State::Disabled => {
+            return Err(Error::ClusterDisabled {
+                name: cluster.into(),
+            })
+        }
+        _ => {
+            return Err(Error::ClusterNotFound {
+                name: cluster.into(),
+            })
+        }
+    }
+    active_database(engine, cluster, database).await.map(drop)
+}
+
 pub fn limits(engine: &Engine, role: Option<&RoleRecord>) -> TtlLimits {
     let mount = *engine.tuning.read().expect("mount tuning");
     TtlLimits {
@@ -198,11 +217,32 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
     };
 
     // A connection first: without one nothing is written anywhere.
-    let client = engine
+    let client = match engine
         .pools
         .client(&cluster, &db_name, Who::Management)
-        .await?;
+        .await
+    {
+        Ok(client) => client,
+        Err(Error::PoolClosed { .. }) => {
+            still_active(&engine, &cluster.name, &db_name).await?;
+            return Err(Error::PoolClosed {
+                cluster: cluster.name.clone(),
+                database: db_name,
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let pending = engine.leases.store_pending(&lease).await?;
+    // A disable that ran after the checks above listed the leases to revoke
+    // before this one existed: read the states again now that the lease is
+    // durable, so either that disable's revocation sees the lease or this
+    // request sees the disable. A purge, which refuses while leases exist,
+    // then cannot forget a cluster this user is being created in.
+    if let Err(e) = still_active(&engine, &cluster.name, &db_name).await {
+        pending.not_created().await?;
+        return Err(e.into());
+    }
     if let Err(e) = client.batch_execute(&one_script(&statements)).await {
         let error = Error::from(e);
         // The transaction rolled back unless the connection broke mid-commit:

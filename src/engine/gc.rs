@@ -41,7 +41,7 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
             "Read a disabled cluster's configuration with its credentials.",
             handler(engine, read_disabled_cluster),
         )
-        .op(
+        .sudo_op(
             Operation::Delete,
             "Purge a disabled cluster and all its databases.",
             handler(engine, purge_cluster),
@@ -121,6 +121,7 @@ async fn purge_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, An
         }
         .into());
     }
+    refuse_with_leases(&engine, &name, None).await?;
     let mut ops = Vec::new();
     for db in engine
         .storage
@@ -139,6 +140,27 @@ async fn purge_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, An
     engine.storage.apply(ops).await?;
     engine.pools.close_cluster(&name);
     Ok(Response::empty())
+}
+
+/// A purge forgets the credentials that revoke a cluster's users: refused
+/// while any lease under it exists, whether outstanding, being revoked or
+/// still the intent of a creation (leases are stored before their user is
+/// created). Disabling hands them to the revocation worker; once PostgreSQL
+/// let it drop them, the purge goes through.
+async fn refuse_with_leases(
+    engine: &Engine,
+    cluster: &str,
+    database: Option<&str>,
+) -> Result<(), Error> {
+    let count = engine.lease_count(cluster, database).await?;
+    if count == 0 {
+        return Ok(());
+    }
+    let what = match database {
+        Some(db) => format!("database {db:?} of cluster {cluster:?}"),
+        None => format!("cluster {cluster:?}"),
+    };
+    Err(Error::HasLeases { what, count })
 }
 
 async fn read_disabled_database(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
@@ -173,6 +195,7 @@ async fn purge_database(engine: Arc<Engine>, req: Request) -> Result<Response, A
         }
         .into());
     }
+    refuse_with_leases(&engine, &cluster, Some(&name)).await?;
     engine
         .storage
         .apply(vec![
@@ -186,5 +209,5 @@ async fn purge_database(engine: Arc<Engine>, req: Request) -> Result<Response, A
 
 const CLUSTERS_HELP: &str =
     "Lists the disabled clusters, which keep their configuration until purged.";
-const CLUSTER_HELP: &str = "LIST returns the cluster's disabled databases. GET returns a disabled cluster's configuration including the root and management passwords (needs `sudo`), e.g. to recover access by hand. DELETE purges a disabled cluster: its configuration, its databases' configurations and their metadata are forgotten for good; PostgreSQL is not touched. An active cluster cannot be purged: disable it first (`DELETE cluster/<name>`).";
-const DATABASE_HELP: &str = "GET returns a disabled database's configuration. DELETE purges it (configuration and metadata); PostgreSQL is not touched. An active database cannot be purged.";
+const CLUSTER_HELP: &str = "LIST returns the cluster's disabled databases. GET returns a disabled cluster's configuration including the root and management passwords (needs `sudo`), e.g. to recover access by hand. DELETE purges a disabled cluster: its configuration (with the only copy of its root and management passwords), its databases' configurations and their metadata are forgotten for good; PostgreSQL is not touched. It needs `sudo`, as reading those passwords does. An active cluster cannot be purged: disable it first (`DELETE cluster/<name>`). Nor can a cluster with leases: disabling hands them to the revocation worker, which drops their users once PostgreSQL is reachable (`sys/leases/lookup` shows failures); `sys/leases/revoke-force` forgets leases without dropping their users.";
+const DATABASE_HELP: &str = "GET returns a disabled database's configuration. DELETE purges it (configuration and metadata); PostgreSQL is not touched. An active database cannot be purged, nor one with leases (see the cluster's purge).";

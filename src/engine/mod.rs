@@ -87,6 +87,10 @@ pub enum Error {
     RotationUnresolved { name: String, reason: String },
     #[error("{what} is still active; disable it before purging")]
     NotDisabled { what: String },
+    /// A pool closed under a request: its cluster or database was disabled
+    /// meanwhile. Callers that can tell which say so instead.
+    #[error("cluster {cluster:?} or its database {database:?} was disabled while the request ran")]
+    PoolClosed { cluster: String, database: String },
     #[error("no free connection to cluster {name:?} within {seconds}s")]
     Busy { name: String, seconds: u64 },
     #[error("PostgreSQL refused the operation: {message} (SQLSTATE {code})")]

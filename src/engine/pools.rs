@@ -98,6 +98,12 @@ impl Pools {
             PoolError::Backend(pg) => {
                 Error::from_pg(postgres::Error::from_pg(pg, &target(record, database, who)))
             }
+            // Disabling a cluster or database closes its pools, also under
+            // a request that already held one: a 4xx, not a gateway error.
+            PoolError::Closed => Error::PoolClosed {
+                cluster: record.name.clone(),
+                database: database.to_string(),
+            },
             other => Error::Postgres(other.to_string()),
         })?;
         if let Some(lifetime) = Some(record.max_connection_lifetime).filter(|l| *l > 0) {

@@ -116,6 +116,7 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | engine::Error::StoredCredentialsRejected { .. }
             | engine::Error::NotDisabled { .. }
             | engine::Error::HasLeases { .. }
+            | engine::Error::PoolClosed { .. }
             | engine::Error::Refused { .. } => bad(e),
             engine::Error::Lease(inner) => lease_status(inner),
             engine::Error::Unreachable { .. }

@@ -8,8 +8,11 @@
 //! - `tokens`: `num_uses` under concurrency, children of limited tokens;
 //! - `http`: starving the listener (silent sockets, slow heads and bodies,
 //!   idle keep-alive connections);
-//! - `logs`: secrets in logs at `trace`.
+//! - `logs`: secrets in logs at `trace`;
+//! - `disable`: purging a cluster whose users await revocation, issuing
+//!   credentials while the cluster is disabled.
 
+mod disable;
 mod http;
 mod logs;
 mod tokens;
