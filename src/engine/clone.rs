@@ -38,7 +38,9 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
         )
         .default(json!(false)),
     )
-    .op(
+    // A clone sends the original's current and earlier root passwords to
+    // `host`: as weighty as reading them, so it needs sudo as reading does.
+    .sudo_op(
         Operation::Write,
         "Configure a restored copy and rotate its passwords.",
         handler(engine, clone),
@@ -80,6 +82,17 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
             })?,
         None => source.port,
     };
+    // The original's own address is no copy: "cloning" it would rotate the
+    // original's passwords away from the cluster that holds its leases.
+    if postgres::same_address((&host, port), (&source.host, source.port)).await {
+        return Err(Error::InvalidField {
+            field: "host",
+            reason: format!(
+                "{host}:{port} is where cluster {source_name:?} itself is; a clone must be a restored copy at another address"
+            ),
+        }
+        .into());
+    }
     let lock = engine.lock_for(&target);
     let _guard = lock.lock().await;
     if let Some(existing) = engine.load_cluster(&target).await? {
@@ -159,4 +172,4 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
     ))
 }
 
-const HELP: &str = "Registers a restored copy of cluster `<cluster>` (for example from a backup, now at `host`) as cluster `target`: pgsecrets logs in to the copy as the original's root user (trying the current password, then earlier ones it kept), then rotates the copy's root and management passwords in one transaction, with the intent stored first as for registration. The original's active databases are copied to the new cluster (and its disabled ones too with `inherit_deleted_db`). The original is not changed.";
+const HELP: &str = "Needs sudo: it sends the original's root passwords to `host`. Registers a restored copy of cluster `<cluster>` (for example from a backup, now at `host`) as cluster `target`: pgsecrets logs in to the copy as the original's root user (trying the current password, then earlier ones it kept), then rotates the copy's root and management passwords in one transaction, with the intent stored first as for registration. The original's active databases are copied to the new cluster (and its disabled ones too with `inherit_deleted_db`). The original is not changed. The copy must be at another address than the original (the same host and port, or a name resolving to the same address, is refused).";

@@ -147,7 +147,7 @@ async fn write_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, An
     };
     match existing {
         None => register(&engine, &name, settings).await,
-        Some(record) => update(&engine, record, settings).await,
+        Some(record) => update(&engine, record, settings, req.caller.sudo).await,
     }
 }
 
@@ -210,6 +210,7 @@ async fn update(
     engine: &Engine,
     mut record: ClusterRecord,
     settings: Settings,
+    sudo: bool,
 ) -> Result<Response, AnyError> {
     let port = if settings.given.contains(&"port") {
         settings.port
@@ -243,6 +244,18 @@ async fn update(
     }
     let mut candidate = record.clone();
     settings.update(&mut candidate)?;
+    // Every later connection sends the stored passwords under these TLS
+    // settings: trusting another CA or verifying less is a decision as
+    // weighty as reading the passwords, which needs sudo.
+    if !sudo
+        && (candidate.ssl_mode != record.ssl_mode
+            || candidate.ssl_root_cert != record.ssl_root_cert)
+    {
+        return Err(Error::SudoRequired {
+            what: "changing the TLS settings (ssl_mode, ssl_root_cert) of a registered cluster",
+        }
+        .into());
+    }
     // New settings (TLS mode, database) must work before they are kept;
     // a disabled cluster comes back only if its stored credentials still work.
     let client = rotation::connect_root(&candidate, &candidate.password)
@@ -393,7 +406,9 @@ async fn list_databases(engine: Arc<Engine>, req: Request) -> Result<Response, A
 const LIST_HELP: &str = "Lists every registered cluster, active or disabled; `key_info` gives each one's state, host and port.";
 const CLUSTER_HELP: &str = r#"Writing a new cluster registers it: pgsecrets connects with the given root user (TLS as `ssl_mode` says), checks that it can create roles, then in one PostgreSQL transaction creates a management role (`v-manage-<random>`, LOGIN CREATEROLE NOINHERIT) and changes the root password. The new passwords are stored (encrypted) before PostgreSQL changes, so a crash at any point never loses the working root password. The password you supplied stops working; do not change the root or management role by hand afterwards.
 
-Writing an existing active cluster updates its settings (TLS, pool sizes) without rotating; the new settings must connect. Writing a disabled cluster re-activates it when its stored credentials still work. A name is bound to its host and port.
+Writing an existing active cluster updates its settings (TLS, pool sizes) without rotating; the new settings must connect. Changing `ssl_mode` or `ssl_root_cert` needs `sudo` on the path: every later connection sends the stored passwords under them. Writing a disabled cluster re-activates it when its stored credentials still work. A name is bound to its host and port.
+
+Passwords are sent only as SCRAM unless TLS verified the server (`ssl_mode=verify-full`): a server asking for a cleartext or md5 password over any other channel is refused before anything is sent (400), as libpq's `require_auth=scram-sha-256` would.
 
 Reading returns the configuration and the management role's name; the root and management passwords are included only when the caller's policy grants `sudo` on the path.
 

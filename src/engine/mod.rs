@@ -57,6 +57,10 @@ pub enum Error {
     DatabaseMissing { cluster: String, database: String },
     #[error("unknown role: {name}")]
     RoleNotFound { name: String },
+    /// The operation is allowed on the path, but this use of it is a
+    /// decision the policy must grant `sudo` for.
+    #[error("permission denied: {what} needs sudo on this path")]
+    SudoRequired { what: &'static str },
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
     #[error("missing required field {field:?} to register a new cluster")]
@@ -97,6 +101,12 @@ pub enum Error {
     Refused { code: String, message: String },
     #[error("TLS to PostgreSQL failed: {0}")]
     Tls(String),
+    #[error("refused to send a password to PostgreSQL at {host}:{port}: {reason}")]
+    InsecureAuth {
+        host: String,
+        port: u16,
+        reason: String,
+    },
     #[error("PostgreSQL failed: {0}")]
     Postgres(String),
     #[error("{what} still has {count} outstanding lease(s): wait for their revocation or use sys/leases/revoke-force")]
@@ -121,6 +131,9 @@ impl Error {
                 "PostgreSQL rejected the stored credentials of {user:?}"
             )),
             postgres::Error::Tls(reason) => Error::Tls(reason),
+            postgres::Error::InsecureAuth { host, port, reason } => {
+                Error::InsecureAuth { host, port, reason }
+            }
             postgres::Error::Sql { code, message } => Error::Refused { code, message },
             postgres::Error::PoolTimeout { seconds } => Error::Busy {
                 name: String::new(),

@@ -1,12 +1,19 @@
 //! Connection targets, single connections and pools.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
 use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::NoTls;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::auth_guard::{Guarded, GuardedTls};
+use super::socket::LazyTcp;
 use super::{tls, Error};
 
 /// libpq's `sslmode` values that pgsecrets supports.
@@ -116,37 +123,34 @@ impl Target {
 
     /// One connection, its driver task spawned; bounded by the connect timeout.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, Error> {
-        let tls = self.tls()?;
+        let connector = self.connector()?;
         let config = self.pg_config();
-        let attempt = config.connect(tls);
-        let (client, connection) = match tokio::time::timeout(
-            self.connect_timeout + Duration::from_secs(1),
-            attempt,
-        )
-        .await
-        {
-            Err(_) => {
-                return Err(Error::Timeout {
-                    host: self.host.clone(),
-                    port: self.port,
-                })
-            }
-            Ok(Err(e)) => return Err(Error::from_pg(e, self)),
-            Ok(Ok(pair)) => pair,
-        };
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "PostgreSQL connection ended");
-            }
-        });
-        Ok(client)
+        let attempt = connector.open(&config);
+        match tokio::time::timeout(self.connect_timeout + Duration::from_secs(1), attempt).await {
+            Err(_) => Err(Error::Timeout {
+                host: self.host.clone(),
+                port: self.port,
+            }),
+            Ok(Err(e)) => Err(Error::from_pg(e, self)),
+            Ok(Ok((client, _driver))) => Ok(client),
+        }
+    }
+
+    fn connector(&self) -> Result<GuardedConnector, Error> {
+        Ok(GuardedConnector {
+            host: self.host.clone(),
+            port: self.port,
+            ssl_mode: self.ssl_mode,
+            tls: self.tls()?,
+            connect_timeout: self.connect_timeout,
+        })
     }
 
     /// A pool of connections to this target.
     pub fn pool(&self, max_size: usize, wait: Duration) -> Result<Pool, Error> {
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             self.pg_config(),
-            self.tls()?,
+            self.connector()?,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -158,5 +162,65 @@ impl Target {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Connection(e.to_string()))
+    }
+}
+
+/// Opens connections through the auth guard (see `auth_guard`), for single
+/// connections and pools alike.
+struct GuardedConnector {
+    host: String,
+    port: u16,
+    ssl_mode: SslMode,
+    tls: MakeRustlsConnect,
+    connect_timeout: Duration,
+}
+
+type Opened = (tokio_postgres::Client, JoinHandle<()>);
+
+impl GuardedConnector {
+    async fn open(&self, config: &tokio_postgres::Config) -> Result<Opened, tokio_postgres::Error> {
+        let socket = LazyTcp::new(&self.host, self.port, self.connect_timeout);
+        // Only a certificate checked against the host name vouches for the
+        // server enough to hand it a password it could replay.
+        let allow_password = self.ssl_mode == SslMode::VerifyFull;
+        match self.ssl_mode {
+            SslMode::Disable => {
+                let stream = Guarded::new(socket, allow_password);
+                let (client, connection) = config.connect_raw(stream, NoTls).await?;
+                Ok((client, drive(connection)))
+            }
+            _ => {
+                let tls = GuardedTls {
+                    make: self.tls.clone(),
+                    host: self.host.clone(),
+                    allow_password,
+                };
+                let (client, connection) = config.connect_raw(socket, tls).await?;
+                Ok((client, drive(connection)))
+            }
+        }
+    }
+}
+
+/// Spawns a connection's driver task.
+fn drive<S, T>(connection: tokio_postgres::Connection<S, T>) -> JoinHandle<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        }
+    })
+}
+
+impl deadpool_postgres::Connect for GuardedConnector {
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> Pin<Box<dyn Future<Output = Result<Opened, tokio_postgres::Error>> + Send + '_>> {
+        let config = config.clone();
+        Box::pin(async move { self.open(&config).await })
     }
 }

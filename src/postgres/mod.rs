@@ -1,11 +1,14 @@
 //! PostgreSQL access: connection targets, TLS, pools, SCRAM verifiers and
 //! error classification. Knows nothing of clusters or leases.
 
+mod auth_guard;
 pub mod connect;
 pub mod scram;
+mod socket;
 pub mod tls;
 
 pub use connect::{SslMode, Target};
+pub use socket::same_address;
 
 use tokio_postgres::error::SqlState;
 
@@ -25,6 +28,14 @@ pub enum Error {
     AuthFailed { user: String },
     #[error("TLS: {0}")]
     Tls(String),
+    /// The server asked for a password in a form it could replay, over a
+    /// channel that did not verify who it is; nothing was sent.
+    #[error("PostgreSQL at {host}:{port}: {reason}")]
+    InsecureAuth {
+        host: String,
+        port: u16,
+        reason: String,
+    },
     #[error("PostgreSQL error {code}: {message}")]
     Sql { code: String, message: String },
     #[error("no free connection to the cluster within {seconds}s")]
@@ -54,6 +65,16 @@ impl Error {
             std::error::Error::source(&error);
         while let Some(s) = source {
             if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if let Some(refused) = io
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<auth_guard::InsecureAuthRequest>())
+                {
+                    return Error::InsecureAuth {
+                        host: target.host.clone(),
+                        port: target.port,
+                        reason: refused.to_string(),
+                    };
+                }
                 return Error::Unreachable {
                     host: target.host.clone(),
                     port: target.port,

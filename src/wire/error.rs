@@ -103,6 +103,9 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             // Vault's database engine answers an unknown role with 400
             // ("unknown role: x"); hvac raises InvalidRequest on it.
             engine::Error::RoleNotFound { .. } => bad(e),
+            engine::Error::SudoRequired { .. } => {
+                (StatusCode::FORBIDDEN, vec![wrapped(&e.to_string())])
+            }
             engine::Error::ClusterDisabled { .. }
             | engine::Error::DatabaseDisabled { .. }
             | engine::Error::ClusterNameTaken { .. }
@@ -117,6 +120,7 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | engine::Error::NotDisabled { .. }
             | engine::Error::HasLeases { .. }
             | engine::Error::PoolClosed { .. }
+            | engine::Error::InsecureAuth { .. }
             | engine::Error::Refused { .. } => bad(e),
             engine::Error::Lease(inner) => lease_status(inner),
             engine::Error::Unreachable { .. }

@@ -9,10 +9,14 @@
 //! - `http`: starving the listener (silent sockets, slow heads and bodies,
 //!   idle keep-alive connections);
 //! - `logs`: secrets in logs at `trace`;
+//! - `passwords`: stored passwords sent where nobody vouched for the
+//!   server (clone without sudo, a fake server asking for cleartext or md5,
+//!   a cluster's server swapped, weakened TLS trust);
 //! - `disable`: purging a cluster whose users await revocation, issuing
 //!   credentials while the cluster is disabled.
 
 mod disable;
 mod http;
 mod logs;
+mod passwords;
 mod tokens;
