@@ -15,23 +15,38 @@
 //! `secret/foo/bar`). A `+` segment matches any one segment, the empty one
 //! included (`a/+/c` matches `a//c`), as in Vault.
 //!
-//! Paths ending in `/` are list requests and get Vault's list fallbacks: an
-//! exact rule for the path without the `/` applies, and globs are tried on
-//! the path without the `/` before the path itself.
+//! List requests get Vault's fallbacks, in Vault's order: the exact rule
+//! for the path, then for the path without its trailing `/`, then the best
+//! glob for the path, then the best glob for the path without the `/`.
+//! `capabilities` looks up as a list request does (as Vault's
+//! `sys/capabilities` does).
+//!
+//! The rule found also carries the block's parameter constraints, merged
+//! across policies as Vault merges them, and [`Acl::parameters_allow`]
+//! applies them to a request's data (see [`Permissions`]).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::policy::{Capability, Policy};
+use serde_json::{Map, Value};
+
+use super::policy::{Capability, Parameters, PathRule, Policy};
+
+/// What the rules for one pattern grant, merged across policies.
+#[derive(Debug, Clone, Default)]
+pub struct Permissions {
+    pub capabilities: BTreeSet<Capability>,
+    pub parameters: Parameters,
+}
 
 /// Compiled access rules of a token's policies.
 #[derive(Debug, Clone, Default)]
 pub struct Acl {
     root: bool,
     /// Patterns without `*` or `+` segments.
-    exact: HashMap<String, BTreeSet<Capability>>,
+    exact: HashMap<String, Permissions>,
     /// Patterns ending in `*` without `+` segments, keyed without the `*`.
-    prefixes: HashMap<String, BTreeSet<Capability>>,
+    prefixes: HashMap<String, Permissions>,
     /// Patterns with `+` segments, with or without a trailing `*`.
     segments: Vec<SegmentRule>,
 }
@@ -46,7 +61,7 @@ struct SegmentRule {
     first_wildcard: usize,
     /// Number of `+` segments.
     wildcards: usize,
-    capabilities: BTreeSet<Capability>,
+    permissions: Permissions,
 }
 
 /// Orders matching globs: the greatest rank has the highest priority.
@@ -87,19 +102,95 @@ fn has_segment_wildcard(pattern: &str) -> bool {
     pattern == "+" || pattern.starts_with("+/") || pattern.contains("/+")
 }
 
-fn merge(into: &mut BTreeSet<Capability>, capabilities: &BTreeSet<Capability>) {
-    into.extend(capabilities.iter().copied());
-    if into.contains(&Capability::Deny) {
-        *into = BTreeSet::from([Capability::Deny]);
+/// Adds `rule` to the permissions already gathered for its pattern, as
+/// Vault's `NewACL` does: `deny` anywhere leaves only `deny`; capabilities
+/// are united; the smaller non-zero wrapping TTL wins; parameter value
+/// lists are joined per name, an empty list (any value) absorbing the
+/// others; required parameters are united.
+fn merge(into: Option<&mut Permissions>, rule: &PathRule) -> Option<Permissions> {
+    let Some(existing) = into else {
+        return Some(Permissions {
+            capabilities: rule.capabilities.clone(),
+            parameters: rule.parameters.clone(),
+        });
+    };
+    if existing.capabilities.contains(&Capability::Deny) {
+        return None;
+    }
+    if rule.capabilities.contains(&Capability::Deny) {
+        existing.capabilities = BTreeSet::from([Capability::Deny]);
+        existing.parameters.allowed.clear();
+        existing.parameters.denied.clear();
+        return None;
+    }
+    existing
+        .capabilities
+        .extend(rule.capabilities.iter().copied());
+    let (have, new) = (&mut existing.parameters, &rule.parameters);
+    for (mine, theirs) in [
+        (&mut have.max_wrapping_ttl, new.max_wrapping_ttl),
+        (&mut have.min_wrapping_ttl, new.min_wrapping_ttl),
+    ] {
+        if theirs > 0 && (*mine == 0 || theirs < *mine) {
+            *mine = theirs;
+        }
+    }
+    join_values(&mut have.allowed, &new.allowed);
+    join_values(&mut have.denied, &new.denied);
+    for name in &new.required {
+        if !have.required.contains(name) {
+            have.required.push(name.clone());
+        }
+    }
+    None
+}
+
+fn join_values(into: &mut BTreeMap<String, Vec<Value>>, from: &BTreeMap<String, Vec<Value>>) {
+    for (name, values) in from {
+        match into.get_mut(name) {
+            Some(existing) if existing.is_empty() => {}
+            Some(_) if values.is_empty() => {
+                into.insert(name.clone(), Vec::new());
+            }
+            Some(existing) => existing.extend(values.iter().cloned()),
+            None => {
+                into.insert(name.clone(), values.clone());
+            }
+        }
+    }
+}
+
+/// Whether a request value matches one of a policy's values: strings by
+/// Vault's globs (`*` at the start and/or end), others by equality. An
+/// empty list matches everything.
+fn value_in_list(value: &Value, list: &[Value]) -> bool {
+    list.is_empty()
+        || list.iter().any(|item| match (item, value) {
+            (Value::String(pattern), Value::String(text)) => glob_match(pattern, text),
+            (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+            _ => item == value,
+        })
+}
+
+/// Vault's `strutil.GlobbedStringsMatch`.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    if pattern.len() < 2 {
+        return pattern == text;
+    }
+    match (pattern.strip_prefix('*'), pattern.strip_suffix('*')) {
+        (Some(_), Some(_)) => text.contains(&pattern[1..pattern.len() - 1]),
+        (Some(suffix), None) => text.ends_with(suffix),
+        (None, Some(prefix)) => text.starts_with(prefix),
+        (None, None) => pattern == text,
     }
 }
 
 impl Acl {
     /// Compiles the rules of `policies`. No policies means no access.
     pub fn new(policies: &[Policy]) -> Acl {
-        let mut exact: HashMap<String, BTreeSet<Capability>> = HashMap::new();
-        let mut prefixes: HashMap<String, BTreeSet<Capability>> = HashMap::new();
-        let mut segments: HashMap<String, BTreeSet<Capability>> = HashMap::new();
+        let mut exact: HashMap<String, Permissions> = HashMap::new();
+        let mut prefixes: HashMap<String, Permissions> = HashMap::new();
+        let mut segments: HashMap<String, Permissions> = HashMap::new();
         for rule in policies.iter().flat_map(|p| &p.rules) {
             let pattern = rule.pattern.as_str();
             let (map, key) = if has_segment_wildcard(pattern) {
@@ -109,11 +200,13 @@ impl Acl {
             } else {
                 (&mut exact, pattern)
             };
-            merge(map.entry(key.to_string()).or_default(), &rule.capabilities);
+            if let Some(first) = merge(map.get_mut(key), rule) {
+                map.insert(key.to_string(), first);
+            }
         }
         let segments = segments
             .into_iter()
-            .map(|(pattern, capabilities)| {
+            .map(|(pattern, permissions)| {
                 let first_wildcard = pattern.find('+').unwrap_or(pattern.len());
                 let (body, prefix) = match pattern.strip_suffix('*') {
                     Some(body) => (body.to_string(), true),
@@ -125,7 +218,7 @@ impl Acl {
                     prefix,
                     first_wildcard,
                     wildcards,
-                    capabilities,
+                    permissions,
                 }
             })
             .collect();
@@ -149,27 +242,27 @@ impl Acl {
         self.root
     }
 
-    /// The effective capabilities on `path` (an API path after `/v1/`; a
-    /// trailing `/` marks a list request). Empty means no access; when
-    /// denied the set is exactly `{Deny}`. Root gets every capability
-    /// except `Deny`.
+    /// The effective capabilities on `path` (an API path after `/v1/`),
+    /// looked up as a list request is (Vault's `Capabilities`). Empty means
+    /// no access; when denied the set is exactly `{Deny}`. Root gets every
+    /// capability except `Deny`.
     pub fn capabilities(&self, path: &str) -> BTreeSet<Capability> {
+        self.capabilities_for(path, true)
+    }
+
+    /// The effective capabilities for an operation on `path`; `list` turns
+    /// on the list fallbacks.
+    pub fn capabilities_for(&self, path: &str, list: bool) -> BTreeSet<Capability> {
         if self.root {
             return Capability::ALL
                 .into_iter()
                 .filter(|c| *c != Capability::Deny)
                 .collect();
         }
-        let path = path.trim_start_matches('/');
-        let found = self
-            .exact
-            .get(path)
-            .or_else(|| {
-                let folder = path.strip_suffix('/')?;
-                self.exact.get(folder).or_else(|| self.best_glob(folder))
-            })
-            .or_else(|| self.best_glob(path));
-        let mut capabilities = found.cloned().unwrap_or_default();
+        let mut capabilities = self
+            .permissions(path, list)
+            .map(|p| p.capabilities.clone())
+            .unwrap_or_default();
         if capabilities.contains(&Capability::Deny) {
             capabilities = BTreeSet::from([Capability::Deny]);
         }
@@ -182,10 +275,87 @@ impl Acl {
         needed != Capability::Deny && (self.root || self.capabilities(path).contains(&needed))
     }
 
+    /// The merged rule that decides `path`, in Vault's lookup order.
+    fn permissions(&self, path: &str, list: bool) -> Option<&Permissions> {
+        let path = path.trim_start_matches('/');
+        let folder = path.strip_suffix('/').filter(|_| list);
+        self.exact
+            .get(path)
+            .or_else(|| self.exact.get(folder?))
+            .or_else(|| self.best_glob(path))
+            .or_else(|| self.best_glob(folder?))
+    }
+
+    /// Whether the request's parameters pass the rule deciding `path`, as
+    /// Vault's `AllowOperation` checks them after the capability: a rule
+    /// with a wrapping TTL needs a wrapped request (pgsecrets wraps none,
+    /// so it refuses); for reads and writes, every required parameter must
+    /// be present, no parameter may be denied (a `*` key denies any), and
+    /// when allowed parameters are set every parameter must be among them
+    /// with an allowed value (a `*` key allows any other name).
+    pub fn parameters_allow(
+        &self,
+        path: &str,
+        list: bool,
+        carries_data: bool,
+        data: &Map<String, Value>,
+    ) -> bool {
+        if self.root {
+            return true;
+        }
+        let Some(permissions) = self.permissions(path, list) else {
+            return false;
+        };
+        let rules = &permissions.parameters;
+        if rules.min_wrapping_ttl > 0 || rules.max_wrapping_ttl > 0 {
+            return false;
+        }
+        if !carries_data {
+            return true;
+        }
+        if rules
+            .required
+            .iter()
+            .any(|name| !data.contains_key(&name.to_lowercase()))
+        {
+            return false;
+        }
+        if data.is_empty() {
+            return true;
+        }
+        if !rules.denied.is_empty() {
+            if rules.denied.contains_key("*") {
+                return false;
+            }
+            let denied = data.iter().any(|(name, value)| {
+                rules
+                    .denied
+                    .get(&name.to_lowercase())
+                    .is_some_and(|list| value_in_list(value, list))
+            });
+            if denied {
+                return false;
+            }
+        }
+        if rules.allowed.is_empty() {
+            return true;
+        }
+        let allow_all = rules.allowed.contains_key("*");
+        if allow_all && rules.allowed.len() == 1 {
+            return true;
+        }
+        data.iter().all(
+            |(name, value)| match rules.allowed.get(&name.to_lowercase()) {
+                Some(list) => value_in_list(value, list),
+                None => allow_all,
+            },
+        )
+    }
+
     /// The capabilities of the highest-priority glob matching `path`.
-    fn best_glob(&self, path: &str) -> Option<&BTreeSet<Capability>> {
+    fn best_glob(&self, path: &str) -> Option<&Permissions> {
         // Among plain prefix rules the longest matching one ranks highest.
-        let mut best: Option<(Rank<'_>, &BTreeSet<Capability>)> = (0..=path.len())
+        let mut best: Option<(Rank<'_>, &Permissions)> = (0..=path.len())
             .rev()
             .filter(|&i| path.is_char_boundary(i))
             .find_map(|i| {
@@ -200,7 +370,7 @@ impl Acl {
                 None => true,
             };
             if better {
-                best = Some((rank, &rule.capabilities));
+                best = Some((rank, &rule.permissions));
             }
         }
         best.map(|(_, caps)| caps)
@@ -318,7 +488,7 @@ mod tests {
             prefix: false,
             first_wildcard: body.find('+').unwrap(),
             wildcards: 1,
-            capabilities: BTreeSet::new(),
+            permissions: Permissions::default(),
         };
         assert!(rule("a/+/c").rank() > rule("a/+/b").rank());
         assert!(rule("a/+/bc").rank() > rule("a/+/c").rank());
@@ -410,15 +580,92 @@ mod tests {
         let a = acl(&[&rules(&[("+/sys/policies/acl", r#""list""#)])]);
         assert!(a.allows("ns/sys/policies/acl/", List));
 
-        // Vault tries globs on the path without the slash first, so a
-        // broader glob matching "database/roles" decides before
-        // "database/roles/*" is considered.
+        // Globs are tried on the path with its slash first (OpenBao 2.7.2:
+        // `sys/capabilities-self` answers ["list"] for "kv2/roles/" here),
+        // so "database/roles/*" decides, not the broader "database/*".
         let a = acl(&[&rules(&[
             ("database/*", r#""read""#),
             ("database/roles/*", r#""list""#),
         ])]);
-        assert_eq!(caps(&a, "database/roles/"), ["read"]);
+        assert_eq!(caps(&a, "database/roles/"), ["list"]);
         assert_eq!(caps(&a, "database/roles/x"), ["list"]);
+        // The issue's case: a deny under a broader read/list rule holds
+        // for LIST of the folder.
+        let a = acl(&[&rules(&[
+            ("database/*", r#""read", "list""#),
+            ("database/roles/*", r#""deny""#),
+        ])]);
+        assert_eq!(caps(&a, "database/roles/"), ["deny"]);
+        // Without the slash (a read), the broader rule decides.
+        assert_eq!(caps(&a, "database/roles"), ["read", "list"]);
+    }
+
+    fn data(json: &str) -> Map<String, Value> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// Outcomes recorded from OpenBao 2.7.2 with the same policy.
+    #[test]
+    fn parameters_are_enforced_as_openbao_does() {
+        let a = acl(&[r#"
+path "auth/token/create" {
+  capabilities = ["create", "update"]
+  denied_parameters = { "ttl" = [] }
+}
+path "kv2/a" {
+  capabilities = ["create", "update", "read"]
+  allowed_parameters = { "x" = ["fo*", "*ar", "1"], "y" = [] }
+  required_parameters = ["y"]
+}
+path "kv2/b" {
+  capabilities = ["create", "update", "read"]
+  allowed_parameters = { "*" = [], "x" = ["1"] }
+}
+path "kv2/w" {
+  capabilities = ["create", "update", "read"]
+  min_wrapping_ttl = "1s"
+}
+"#]);
+        let check = |path: &str, body: &str| a.parameters_allow(path, false, true, &data(body));
+        assert!(!check("auth/token/create", r#"{"ttl": "1h"}"#));
+        assert!(check("auth/token/create", r#"{"policies": ["t2"]}"#));
+        assert!(check("kv2/a", r#"{"x": "foo", "y": "z"}"#));
+        assert!(check("kv2/a", r#"{"x": "bar", "y": "z"}"#));
+        assert!(!check("kv2/a", r#"{"x": "baz", "y": "z"}"#));
+        assert!(!check("kv2/a", r#"{"x": "foo"}"#), "required y");
+        assert!(!check("kv2/a", r#"{"x": 1, "y": "z"}"#), "1 is not \"1\"");
+        assert!(check("kv2/a", r#"{"x": "1", "y": "z"}"#));
+        assert!(
+            check("kv2/a", r#"{"X": "foo", "y": "z"}"#),
+            "names are lowercased"
+        );
+        assert!(!check("kv2/a", r#"{"y": "z", "q": 1}"#));
+        assert!(!check("kv2/a", "{}"), "a read without y");
+        assert!(check("kv2/a", r#"{"y": "1"}"#));
+        assert!(check("kv2/b", r#"{"x": "1", "q": 2}"#));
+        assert!(!check("kv2/b", r#"{"x": "2"}"#));
+        assert!(!check("kv2/w", r#"{"x": "2"}"#), "no wrapping");
+        assert!(!a.parameters_allow("kv2/w", false, false, &Map::new()));
+        // Deletes and lists carry no checked data.
+        assert!(a.parameters_allow("kv2/a", false, false, &Map::new()));
+    }
+
+    #[test]
+    fn parameters_merge_across_policies_as_vault_does() {
+        let a = acl(&[
+            "path \"p\" {\n capabilities = [\"update\"]\n allowed_parameters = { \"x\" = [\"a\"] }\n}",
+            "path \"p\" {\n capabilities = [\"update\"]\n allowed_parameters = { \"x\" = [\"b\"], \"y\" = [\"c\"] }\n required_parameters = [\"x\"]\n}",
+            "path \"q\" {\n capabilities = [\"update\"]\n denied_parameters = { \"x\" = [\"a\"] }\n}",
+            "path \"q\" {\n capabilities = [\"update\"]\n denied_parameters = { \"x\" = [] }\n}",
+        ]);
+        let check = |path: &str, body: &str| a.parameters_allow(path, false, true, &data(body));
+        assert!(check("p", r#"{"x": "a"}"#));
+        assert!(check("p", r#"{"x": "b", "y": "c"}"#));
+        assert!(!check("p", r#"{"y": "c"}"#), "x is required");
+        assert!(!check("p", r#"{"x": "z"}"#));
+        // An empty list (any value) absorbs the other policy's list.
+        assert!(!check("q", r#"{"x": "other"}"#));
+        assert!(check("q", r#"{"y": "other"}"#));
     }
 
     #[test]

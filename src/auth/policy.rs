@@ -15,10 +15,11 @@
 //! Parsing follows Vault's `vault/policy.go`: one leading `/` is stripped
 //! from a pattern, `+*` is refused, the legacy `policy = "read" | "write" |
 //! "deny" | "sudo"` shorthand is expanded, and a block whose capabilities
-//! contain `deny` keeps only `deny`. The parameter and wrapping keys Vault
-//! allows in a block are checked for shape but not enforced.
+//! contain `deny` keeps only `deny`. The parameter and wrapping keys are
+//! kept in [`Parameters`] (parameter names lowercased, as Vault does) and
+//! enforced by the ACL.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -93,6 +94,22 @@ pub struct PathRule {
     pub pattern: String,
     /// The capabilities the block grants; exactly `{Deny}` when it denies.
     pub capabilities: BTreeSet<Capability>,
+    /// What the block says of request parameters and response wrapping.
+    pub parameters: Parameters,
+}
+
+/// A block's `allowed_parameters`, `denied_parameters`,
+/// `required_parameters`, `min_wrapping_ttl` and `max_wrapping_ttl`.
+/// An empty map is the same as an absent one; an empty value list means
+/// "any value".
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Parameters {
+    pub allowed: BTreeMap<String, Vec<Value>>,
+    pub denied: BTreeMap<String, Vec<Value>>,
+    pub required: Vec<String>,
+    /// Seconds; 0 when not set.
+    pub min_wrapping_ttl: u64,
+    pub max_wrapping_ttl: u64,
 }
 
 /// A parsed policy document.
@@ -378,6 +395,7 @@ fn rule(label: &str, entries: Vec<(String, Value)>) -> Result<PathRule, ParseErr
     let pattern = pattern(label)?;
     let mut capabilities: Option<Vec<String>> = None;
     let mut legacy: Option<String> = None;
+    let mut parameters = Parameters::default();
     for (key, value) in &entries {
         match key.as_str() {
             "capabilities" => capabilities = Some(string_list(key, value)?),
@@ -391,31 +409,31 @@ fn rule(label: &str, entries: Vec<(String, Value)>) -> Result<PathRule, ParseErr
                 }
             },
             "allowed_parameters" | "denied_parameters" => {
-                let ok = matches!(value, Value::Object(m) if m.values().all(Value::is_array));
-                if !ok {
-                    return Err(ParseError::invalid(
-                        key,
-                        "a map of parameter names to lists of values, e.g. { \"ttl\" = [] }",
-                    ));
+                let map = parameter_map(key, value)?;
+                if key == "allowed_parameters" {
+                    parameters.allowed = map;
+                } else {
+                    parameters.denied = map;
                 }
             }
             "required_parameters" => {
-                string_list(key, value)?;
+                parameters.required = string_list(key, value)?;
             }
-            "min_wrapping_ttl" | "max_wrapping_ttl" => {
-                if !(value.is_string() || value.is_number()) {
-                    return Err(ParseError::invalid(
-                        key,
-                        "a duration such as \"30s\" or a number of seconds",
-                    ));
-                }
-            }
+            "min_wrapping_ttl" => parameters.min_wrapping_ttl = wrapping_ttl(key, value)?,
+            "max_wrapping_ttl" => parameters.max_wrapping_ttl = wrapping_ttl(key, value)?,
             "comment" => {}
             _ => return Err(ParseError::UnknownKey(key.clone())),
         }
     }
     if capabilities.is_none() && legacy.is_none() {
         return Err(ParseError::NoCapabilities);
+    }
+    if parameters.max_wrapping_ttl > 0 && parameters.max_wrapping_ttl < parameters.min_wrapping_ttl
+    {
+        return Err(ParseError::invalid(
+            "max_wrapping_ttl",
+            "a duration not below min_wrapping_ttl",
+        ));
     }
     let mut set = BTreeSet::new();
     for name in capabilities.unwrap_or_default() {
@@ -438,7 +456,37 @@ fn rule(label: &str, entries: Vec<(String, Value)>) -> Result<PathRule, ParseErr
     Ok(PathRule {
         pattern,
         capabilities: set,
+        parameters,
     })
+}
+
+/// `{ "name" = [values] }`, names lowercased as Vault matches them.
+fn parameter_map(key: &str, value: &Value) -> Result<BTreeMap<String, Vec<Value>>, ParseError> {
+    const EXPECTED: &str = "a map of parameter names to lists of values, e.g. { \"ttl\" = [] }";
+    let Value::Object(map) = value else {
+        return Err(ParseError::invalid(key, EXPECTED));
+    };
+    map.iter()
+        .map(|(name, values)| match values {
+            Value::Array(list) => Ok((name.to_lowercase(), list.clone())),
+            _ => Err(ParseError::invalid(key, EXPECTED)),
+        })
+        .collect()
+}
+
+/// A duration string (`"30s"`) or a number of seconds.
+fn wrapping_ttl(key: &str, value: &Value) -> Result<u64, ParseError> {
+    const EXPECTED: &str = "a duration such as \"30s\" or a number of seconds";
+    let seconds = match value {
+        Value::String(text) => crate::logical::duration::parse_seconds(text)
+            .map_err(|_| ParseError::invalid(key, EXPECTED))?,
+        Value::Number(n) => n.as_f64().unwrap_or(-1.0),
+        _ => return Err(ParseError::invalid(key, EXPECTED)),
+    };
+    if seconds < 0.0 {
+        return Err(ParseError::invalid(key, EXPECTED));
+    }
+    Ok(seconds as u64)
 }
 
 #[cfg(test)]
@@ -495,10 +543,12 @@ path "sys/leases/+/x" {
                 PathRule {
                     pattern: "database/creds/*".into(),
                     capabilities: caps(&[Read]),
+                    parameters: Parameters::default(),
                 },
                 PathRule {
                     pattern: "sys/leases/+/x".into(),
                     capabilities: caps(&[Update, List]),
+                    parameters: Parameters::default(),
                 },
             ]
         );
@@ -611,7 +661,7 @@ path "x" {
     }
 
     #[test]
-    fn vault_block_keys_are_accepted_but_not_enforced() {
+    fn vault_block_keys_are_parsed() {
         let p = parse(
             "p",
             r#"

@@ -126,7 +126,8 @@ impl Router {
         matched: &Option<(&crate::logical::Route, BTreeMap<String, String>)>,
     ) -> Result<Response, AnyError> {
         let acl = self.policies.acl(&entry.policies).await?;
-        let capabilities = acl.capabilities(&path);
+        let list = incoming.operation == Operation::List;
+        let capabilities = acl.capabilities_for(&path, list);
 
         if incoming.help {
             return match (found, matched) {
@@ -154,6 +155,12 @@ impl Router {
             },
         };
         if !acl.is_root() && !capabilities.contains(&needed) {
+            return Err(Error::PermissionDenied.into());
+        }
+        // The rule's parameter and wrapping constraints, as Vault applies
+        // them: reads (query) and writes (body) carry data that is checked.
+        let carries_data = matches!(incoming.operation, Operation::Read | Operation::Write);
+        if !acl.parameters_allow(&path, list, carries_data, &incoming.data) {
             return Err(Error::PermissionDenied.into());
         }
 

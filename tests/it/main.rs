@@ -15,6 +15,7 @@ mod clusters;
 mod crash;
 mod creds;
 mod databases;
+mod differential;
 mod docs;
 mod engine;
 mod gc;

@@ -4,5 +4,6 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod openbao;
 pub mod pg;
 pub mod server;

@@ -1,0 +1,205 @@
+//! The same requests to OpenBao (the reference) and to pgsecrets, compared.
+//! Where they disagree, pgsecrets is wrong unless the difference is
+//! deliberate and documented; a request pgsecrets allows and OpenBao
+//! refuses is never deliberate.
+
+use serde_json::{json, Value};
+
+use crate::support::openbao::{self, OpenBao, ROOT_TOKEN};
+use crate::support::server::TestServer;
+
+/// One server under comparison.
+struct Side<'a> {
+    name: &'static str,
+    url: &'a str,
+    root: &'a str,
+    client: reqwest::Client,
+}
+
+impl Side<'_> {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        openbao::request(&self.client, self.url, method, path, Some(token), body).await
+    }
+
+    /// Writes `policy` and returns a token holding it (and `default`).
+    async fn token_with(&self, name: &str, policy: &str) -> String {
+        let (status, body) = self
+            .call(
+                "PUT",
+                &format!("sys/policies/acl/{name}"),
+                self.root,
+                Some(json!({"policy": policy})),
+            )
+            .await;
+        assert!(
+            status == 204 || status == 200,
+            "{}: policy {name}: {status} {body}",
+            self.name
+        );
+        let (status, body) = self
+            .call(
+                "POST",
+                "auth/token/create",
+                self.root,
+                Some(json!({"policies": [name]})),
+            )
+            .await;
+        assert_eq!(status, 200, "{}: token for {name}: {body}", self.name);
+        body["auth"]["client_token"].as_str().unwrap().to_string()
+    }
+}
+
+/// A policy, and requests a token holding only it sends.
+struct Case {
+    policy: &'static str,
+    text: &'static str,
+    requests: Vec<(&'static str, &'static str, Option<Value>)>,
+}
+
+fn token_create(body: Value) -> (&'static str, &'static str, Option<Value>) {
+    ("POST", "auth/token/create", Some(body))
+}
+
+fn cases() -> Vec<Case> {
+    let create_caps = r#"capabilities = ["create", "update"]"#;
+    let block =
+        |extra: &str| format!("path \"auth/token/create\" {{\n  {create_caps}\n  {extra}\n}}\n");
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    vec![
+        Case {
+            policy: "d-ttl",
+            text: leak(block(r#"denied_parameters = { "ttl" = [] }"#)),
+            requests: vec![
+                token_create(json!({"ttl": "1h"})),
+                token_create(json!({"TTL": "1h"})),
+                token_create(json!({"display_name": "x"})),
+                token_create(json!({})),
+            ],
+        },
+        Case {
+            policy: "d-values",
+            text: leak(block(r#"denied_parameters = { "display_name" = ["bad*", "*evil", "exact"] }"#)),
+            requests: vec![
+                token_create(json!({"display_name": "bad-one"})),
+                token_create(json!({"display_name": "so-evil"})),
+                token_create(json!({"display_name": "exact"})),
+                token_create(json!({"display_name": "exactly"})),
+                token_create(json!({"display_name": "fine"})),
+            ],
+        },
+        Case {
+            policy: "d-star",
+            text: leak(block(r#"denied_parameters = { "*" = [] }"#)),
+            requests: vec![token_create(json!({"display_name": "x"})), token_create(json!({}))],
+        },
+        Case {
+            policy: "a-some",
+            text: leak(block(r#"allowed_parameters = { "display_name" = ["app-*"], "ttl" = [] }"#)),
+            requests: vec![
+                token_create(json!({"display_name": "app-1", "ttl": "1h"})),
+                token_create(json!({"display_name": "other"})),
+                token_create(json!({"num_uses": 3})),
+                token_create(json!({})),
+            ],
+        },
+        Case {
+            policy: "a-star",
+            text: leak(block(r#"allowed_parameters = { "*" = [], "display_name" = ["app-*"] }"#)),
+            requests: vec![
+                token_create(json!({"display_name": "app-1", "num_uses": 2})),
+                token_create(json!({"display_name": "other"})),
+                token_create(json!({"num_uses": 2})),
+            ],
+        },
+        Case {
+            policy: "r-name",
+            text: leak(block(r#"required_parameters = ["display_name"]"#)),
+            requests: vec![
+                token_create(json!({"display_name": "x"})),
+                token_create(json!({"ttl": "1h"})),
+                token_create(json!({})),
+            ],
+        },
+        Case {
+            policy: "w-min",
+            text: leak(block(r#"min_wrapping_ttl = "1s""#)),
+            requests: vec![token_create(json!({})), token_create(json!({"display_name": "x"}))],
+        },
+        Case {
+            policy: "p-values",
+            text: "path \"sys/policies/acl/x-*\" {\n  capabilities = [\"create\", \"update\", \"read\"]\n  allowed_parameters = { \"policy\" = [\"*creds*\"] }\n}\n",
+            requests: vec![
+                ("PUT", "sys/policies/acl/x-one", Some(json!({"policy": "path \"database/creds/*\" {\n capabilities = [\"read\"]\n}\n"}))),
+                ("PUT", "sys/policies/acl/x-two", Some(json!({"policy": "path \"sys/*\" {\n capabilities = [\"sudo\"]\n}\n"}))),
+                ("GET", "sys/policies/acl/x-one", None),
+            ],
+        },
+        Case {
+            policy: "l-deny",
+            text: "path \"sys/policies/*\" {\n  capabilities = [\"read\", \"list\"]\n}\npath \"sys/policies/acl/*\" {\n  capabilities = [\"deny\"]\n}\n",
+            requests: vec![
+                ("LIST", "sys/policies/acl", None),
+                ("GET", "sys/policies/acl?list=true", None),
+                ("GET", "sys/policies/acl/default", None),
+                ("POST", "sys/capabilities-self", Some(json!({"paths": ["sys/policies/acl/", "sys/policies/acl", "sys/policies/acl/x"]}))),
+            ],
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acl_parameters_and_list_rules_match_openbao() {
+    let bao = OpenBao::start().await;
+    let ours = TestServer::start().await;
+    let sides = [
+        Side {
+            name: "openbao",
+            url: &bao.url,
+            root: ROOT_TOKEN,
+            client: reqwest::Client::new(),
+        },
+        Side {
+            name: "pgsecrets",
+            url: &ours.url,
+            root: &ours.root_token,
+            client: reqwest::Client::new(),
+        },
+    ];
+    let mut differences = Vec::new();
+    for case in cases() {
+        let mut tokens = Vec::new();
+        for side in &sides {
+            tokens.push(side.token_with(case.policy, case.text).await);
+        }
+        for (method, path, body) in &case.requests {
+            let mut answers = Vec::new();
+            for (side, token) in sides.iter().zip(&tokens) {
+                answers.push(side.call(method, path, token, body.clone()).await);
+            }
+            let (reference, mine) = (&answers[0], &answers[1]);
+            let same_data = path.contains("capabilities") && reference.1["data"] != mine.1["data"];
+            if reference.0 != mine.0 || same_data {
+                differences.push(format!(
+                    "{}: {method} {path} {}: openbao {} {}, pgsecrets {} {}",
+                    case.policy,
+                    body.as_ref().map(Value::to_string).unwrap_or_default(),
+                    reference.0,
+                    reference.1,
+                    mine.0,
+                    mine.1
+                ));
+            }
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "differences:\n{}",
+        differences.join("\n")
+    );
+}
