@@ -60,6 +60,9 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
                 )
                 .default(json!(4096)),
             )
+            // As in Vault's database engine: writing a new role needs
+            // `create`, replacing one `update`.
+            .existence(handler(engine, role_exists))
             .op(
                 Operation::Write,
                 "Create or replace a role.",
@@ -223,6 +226,13 @@ fn grants_on_tables_to_user(statement: &str) -> bool {
             && part
                 .rsplit_once(" to ")
                 .is_some_and(|(_, to)| to.contains("{{name}}") || to.contains("{{username}}"))
+    })
+}
+
+async fn role_exists(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+    Ok(match engine.load_role(&req.capture("name")).await? {
+        Some(_) => Response::json(json!({"exists": true})),
+        None => Response::empty(),
     })
 }
 

@@ -99,6 +99,11 @@ fn path_item(route: &Route) -> Value {
     if route.unauthenticated {
         item.insert("x-vault-unauthenticated".into(), json!(true));
     }
+    if route.existence.is_some() {
+        // Vault's flag: a write needs `create` for a new item, `update`
+        // for an existing one.
+        item.insert("x-vault-createSupported".into(), json!(true));
+    }
     let id_base = route.openapi_path();
     for spec in &route.operations {
         let method = method_of(spec.operation);
@@ -216,9 +221,15 @@ pub fn markdown(mount: &MountEntry, backend: &Backend, title: &str, regenerate: 
                 Operation::Write => "POST",
                 Operation::Delete => "DELETE",
             };
+            let capability = match spec.operation {
+                Operation::Write if route.existence.is_some() => {
+                    "create (new) or update (existing)"
+                }
+                other => other.as_str(),
+            };
             out.push_str(&format!(
                 "| `{method}` | {}{} | {} |\n",
-                spec.operation.as_str(),
+                capability,
                 if spec.sudo { " (sudo)" } else { "" },
                 spec.summary
             ));

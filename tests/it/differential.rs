@@ -203,3 +203,83 @@ async fn acl_parameters_and_list_rules_match_openbao() {
         differences.join("\n")
     );
 }
+
+/// A write to an item needs `create` when it is new and `update` when it
+/// exists (Vault's existence check), for the engine's roles as in Vault's
+/// database engine; `rotate-root` is an action and needs `update`.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_and_update_are_told_apart_as_openbao_does() {
+    let bao = OpenBao::start().await;
+    let (status, body) = bao
+        .request(
+            "POST",
+            "sys/mounts/database",
+            Some(ROOT_TOKEN),
+            Some(json!({"type": "database"})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let ours = TestServer::start().await;
+    let sides = [
+        Side {
+            name: "openbao",
+            url: &bao.url,
+            root: ROOT_TOKEN,
+            client: reqwest::Client::new(),
+        },
+        Side {
+            name: "pgsecrets",
+            url: &ours.url,
+            root: &ours.root_token,
+            client: reqwest::Client::new(),
+        },
+    ];
+    // A role body both servers accept.
+    let role = json!({"db_name": "none", "creation_statements": ["CREATE ROLE \"{{name}}\""]});
+    let mut differences = Vec::new();
+    for capability in ["create", "update"] {
+        let policy = format!("only-{capability}");
+        let text =
+            format!("path \"database/roles/*\" {{\n  capabilities = [\"{capability}\"]\n}}\n");
+        let mut tokens = Vec::new();
+        for side in &sides {
+            tokens.push(side.token_with(&policy, &text).await);
+            // An existing role, written by root.
+            let (status, body) = side
+                .call(
+                    "POST",
+                    "database/roles/existing",
+                    side.root,
+                    Some(role.clone()),
+                )
+                .await;
+            assert!(
+                status == 204 || status == 200,
+                "{}: {status} {body}",
+                side.name
+            );
+        }
+        for path in [
+            format!("database/roles/new-{capability}"),
+            "database/roles/existing".into(),
+        ] {
+            let mut answers = Vec::new();
+            for (side, token) in sides.iter().zip(&tokens) {
+                answers.push(side.call("POST", &path, token, Some(role.clone())).await.0);
+            }
+            // 200 with warnings and 204 are the same success.
+            let ok = |s: u16| if s == 200 { 204 } else { s };
+            if ok(answers[0]) != ok(answers[1]) {
+                differences.push(format!(
+                    "{policy}: POST {path}: openbao {}, pgsecrets {}",
+                    answers[0], answers[1]
+                ));
+            }
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "differences:\n{}",
+        differences.join("\n")
+    );
+}
