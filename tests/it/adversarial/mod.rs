@@ -10,9 +10,13 @@
 //!   idle keep-alive connections);
 //! - `logs`: secrets in logs at `trace`;
 //! - `disable`: purging a cluster whose users await revocation, issuing
-//!   credentials while the cluster is disabled.
+//!   credentials while the cluster is disabled;
+//! - `leases`: renewals racing a revocation (direct, background, by prefix,
+//!   by token), a crash after a revocation was accepted, leases that end
+//!   before their duration.
 
 mod disable;
 mod http;
+mod leases;
 mod logs;
 mod tokens;
