@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::json;
 
 use super::SysState;
-use crate::lease::{self, LeaseManager};
+use crate::lease::{self, ttl, LeaseManager};
 use crate::logical::{handler, Field, Operation, Request, Response, Route, Secret};
 use crate::Error as AnyError;
 
@@ -173,14 +173,15 @@ async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, AnyError
         .get(&id)
         .await?
         .ok_or(lease::Error::InvalidLease)?;
-    let now = Utc::now().timestamp();
+    let now_ms = Utc::now().timestamp_millis();
     let mut data = json!({
         "id": lease.lease_id,
         "issue_time": rfc3339(lease.issue_time),
         "expire_time": rfc3339(lease.expire_time),
         "last_renewal": lease.last_renewal.map(rfc3339),
-        "ttl": u64::try_from(lease.expire_time - now).unwrap_or(0),
-        "renewable": !lease.revoking && lease.expire_time > now,
+        // Rounded down: never more than is left.
+        "ttl": ttl::remaining(lease.expire_time, now_ms),
+        "renewable": !lease.revoking && lease.expire_time.saturating_mul(1000) > now_ms,
         "path": lease.path,
     });
     if lease.failures > 0 {
@@ -208,10 +209,7 @@ async fn renew(state: Arc<SysState>, req: Request) -> Result<Response, AnyError>
         );
     }
     let increment = req.fields.duration("increment").unwrap_or(0);
-    let (lease, ttl, warning) = state
-        .leases
-        .renew(&id, increment, Utc::now().timestamp())
-        .await?;
+    let (lease, ttl, warning) = state.leases.renew(&id, increment).await?;
     let mut response = Response {
         secret: Some(Secret {
             lease_id: lease.lease_id,
