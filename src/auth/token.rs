@@ -449,6 +449,13 @@ impl TokenStore {
     pub async fn revoke(&self, entry: &TokenEntry) -> Result<(), Error> {
         let mut pending = vec![entry.clone()];
         while let Some(token) = pending.pop() {
+            // Its leases first: if this fails, the token is left whole.
+            let hook = self.on_revoke.read().expect("revoke hook").clone();
+            if let Some(hook) = hook {
+                hook(token.id_hash.clone())
+                    .await
+                    .map_err(Error::RevokeLeases)?;
+            }
             let prefix = format!("auth/token/parent/{}/", token.id_hash);
             for child in self.storage.list(&prefix).await? {
                 if let Some(child_entry) =
@@ -457,12 +464,6 @@ impl TokenStore {
                     pending.push(child_entry);
                 }
                 self.storage.delete(&format!("{prefix}{child}")).await?;
-            }
-            let hook = self.on_revoke.read().expect("revoke hook").clone();
-            if let Some(hook) = hook {
-                hook(token.id_hash.clone())
-                    .await
-                    .map_err(Error::RevokeLeases)?;
             }
             let mut ops = vec![
                 Op::Delete {

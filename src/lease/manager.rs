@@ -295,13 +295,13 @@ impl LeaseManager {
         Ok(())
     }
 
-    /// Marks the lease `revoking`, due at `due`; the caller holds its lock.
-    /// Returns the lease as marked (`None`: it is gone).
+    /// Marks the lease `revoking`, due at `due` at the latest; the caller
+    /// holds its lock. Returns the lease as marked (`None`: it is gone).
     async fn mark(&self, lease_id: &str, due: i64) -> Result<Option<LeaseEntry>, Error> {
         let Some(mut lease) = self.get(lease_id).await? else {
             return Ok(None);
         };
-        if !lease.revoking || lease.due != due {
+        if !lease.revoking || lease.due > due {
             let old_due = lease.due;
             lease.revoking = true;
             lease.due = due;
@@ -349,9 +349,8 @@ impl LeaseManager {
         let leases = self.leases_under(prefix).await?;
         let total = leases.len();
         if !sync {
-            for lease in &leases {
-                self.expire_now(&lease.lease_id).await?;
-            }
+            self.expire_all(leases.into_iter().map(|l| l.lease_id).collect())
+                .await?;
             return Ok(total);
         }
         let semaphore = Arc::new(Semaphore::new(PARALLELISM));
@@ -519,14 +518,52 @@ impl LeaseManager {
 
     /// Hands every lease of a token to the worker; each is durably marked
     /// `revoking` when this returns.
-    pub async fn revoke_token(&self, token_hash: &str) -> Result<usize, Error> {
+    pub async fn revoke_token(self: &Arc<Self>, token_hash: &str) -> Result<usize, Error> {
         let folder = keys::token_folder(token_hash);
-        let mut count = 0;
-        for escaped in self.storage.list(&folder).await? {
-            self.expire_now(&keys::unescape(&escaped)).await?;
-            count += 1;
-        }
+        let ids: Vec<String> = self
+            .storage
+            .list(&folder)
+            .await?
+            .iter()
+            .map(|escaped| keys::unescape(escaped))
+            .collect();
+        let count = ids.len();
+        self.expire_all(ids).await?;
         Ok(count)
+    }
+
+    /// [`LeaseManager::expire_now`] for each lease, [`PARALLELISM`] at a
+    /// time, so that their marks share commits. The first error is
+    /// returned once every mark has finished.
+    async fn expire_all(self: &Arc<Self>, lease_ids: Vec<String>) -> Result<(), Error> {
+        let semaphore = Arc::new(Semaphore::new(PARALLELISM));
+        let mut tasks = tokio::task::JoinSet::new();
+        for lease_id in lease_ids {
+            let permit = Arc::clone(&semaphore)
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
+            let manager = Arc::clone(self);
+            tasks.spawn(async move {
+                let _permit = permit;
+                manager.expire_now(&lease_id).await
+            });
+        }
+        let mut first = Ok(());
+        while let Some(joined) = tasks.join_next().await {
+            let outcome = joined.unwrap_or_else(|e| {
+                Err(Error::RevokeFailed {
+                    lease_id: String::new(),
+                    index: 0,
+                    total: 0,
+                    reason: format!("marking task failed: {e}"),
+                })
+            });
+            if first.is_ok() {
+                first = outcome;
+            }
+        }
+        first
     }
 
     /// One level of lease ids below `prefix` (folders end in `/`).
