@@ -184,14 +184,20 @@ pub async fn assemble(storage: Storage) -> Result<Arc<Router>, StartError> {
     let leases = LeaseManager::new(storage.clone());
     {
         let leases = Arc::clone(&leases);
-        // A revoked or expired token takes its leases with it.
+        // A revoked or expired token takes its leases with it: they are
+        // marked for revocation before the token goes.
         tokens.on_revoke(Arc::new(move |token_hash: String| {
             let leases = Arc::clone(&leases);
-            tokio::spawn(async move {
-                if let Err(e) = leases.revoke_token(&token_hash).await {
-                    tracing::error!(error = %e, "cannot revoke the leases of a revoked token");
-                }
-            });
+            Box::pin(async move {
+                leases
+                    .revoke_token(&token_hash)
+                    .await
+                    .map(drop)
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "cannot revoke the leases of a revoked token");
+                        e.to_string()
+                    })
+            })
         }));
     }
     let engine_storage = storage.clone();

@@ -50,6 +50,9 @@ pub enum Error {
     RestrictedUseParent,
     #[error("token type {0:?} is not supported: use \"service\"")]
     UnsupportedTokenType(String),
+    /// Marking the token's leases for revocation failed; the token stays.
+    #[error("cannot revoke the token's leases: {0}")]
+    RevokeLeases(String),
     #[error(transparent)]
     Storage(#[from] crate::storage::Error),
 }

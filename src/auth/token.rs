@@ -6,6 +6,8 @@
 //! a token be found without its value and revoke its children with it.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
@@ -93,8 +95,12 @@ fn expiry_key(at: i64, hash: &str) -> String {
     format!("{EXPIRY}{:020}/{hash}", at.max(0))
 }
 
-/// Called with the hash of every revoked token (to revoke its leases).
-pub type RevokeHook = Arc<dyn Fn(String) + Send + Sync>;
+/// Called with the hash of every token about to be revoked, and awaited
+/// before the token goes: its leases are then durably marked for
+/// revocation, so neither a renewal after the answer nor a crash before
+/// their revocation finishes can keep them.
+pub type RevokeHook =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct TokenStore {
@@ -443,6 +449,13 @@ impl TokenStore {
     pub async fn revoke(&self, entry: &TokenEntry) -> Result<(), Error> {
         let mut pending = vec![entry.clone()];
         while let Some(token) = pending.pop() {
+            // Its leases first: if this fails, the token is left whole.
+            let hook = self.on_revoke.read().expect("revoke hook").clone();
+            if let Some(hook) = hook {
+                hook(token.id_hash.clone())
+                    .await
+                    .map_err(Error::RevokeLeases)?;
+            }
             let prefix = format!("auth/token/parent/{}/", token.id_hash);
             for child in self.storage.list(&prefix).await? {
                 if let Some(child_entry) =
@@ -469,10 +482,6 @@ impl TokenStore {
                 ops.push(Op::delete(expiry_key(at, &token.id_hash)));
             }
             self.storage.apply(ops).await?;
-            let hook = self.on_revoke.read().expect("revoke hook").clone();
-            if let Some(hook) = hook {
-                hook(token.id_hash.clone());
-            }
         }
         Ok(())
     }

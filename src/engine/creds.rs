@@ -161,9 +161,12 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
     let cluster = engine.active_cluster(&cluster_name).await?;
     let db = active_database(&engine, &cluster_name, &db_name).await?;
 
-    let now = Utc::now().timestamp();
-    let (ttl_seconds, max_end) = ttl::issue(&limits(&engine, Some(&role)), now);
-    let expire_time = now + ttl_seconds as i64;
+    // In milliseconds: the lease's end rounds up from the instant, never
+    // down from the second (see `ttl`).
+    let now_ms = Utc::now().timestamp_millis();
+    let now = now_ms.div_euclid(1000);
+    let (ttl_seconds, max_end) = ttl::issue(&limits(&engine, Some(&role)), now_ms);
+    let expire_time = ttl::expiry(now_ms, ttl_seconds);
     let template = match &role.username_template {
         Some(t) => Template::parse(t).map_err(|reason| Error::InvalidField {
             field: "username_template",

@@ -1,17 +1,25 @@
 //! The lease manager: records leases, renews and revokes them.
 //! Revocation on expiry is in [`super::worker`].
 //!
+//! Revocation always wins. Everything that reads a lease to write it back
+//! holds the lease's lock ([`super::lock`]), and a revocation asked for by
+//! a request is recorded durably (`revoking`) before it is acknowledged or
+//! started: a renewal, a retry or a restart then finds the mark, and no
+//! write ever clears it. Revocation on expiry needs no mark: the lease's
+//! expiry is already durable, and past it nothing renews the lease.
+//!
 //! Nothing is deleted from storage until the engine confirms the user is
 //! gone, PostgreSQL refused to create it, or `revoke-force` is asked. A failed revocation is retried with
 //! capped exponential backoff, forever; after [`IRREVOCABLE_AFTER`] failures
 //! in a row the lease is also listed as irrevocable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::lock::{LeaseLock, LeaseLocks};
 use super::{keys, ttl, Error, LeaseEntry, Revoker, TtlLimits};
 use crate::storage::{Op, Storage};
 
@@ -29,6 +37,10 @@ pub const BATCH: usize = 512;
 /// round of a few thousand makes the tail rare. Entries are keys only, and
 /// at most [`PARALLELISM`] leases are loaded at once.
 pub const DUE_BATCH: usize = 4096;
+/// When the worker takes up a revocation a request has started (seconds
+/// from its start): only if that request's process died before finishing
+/// it, since the request holds the lease's lock until it is done.
+pub const ASKED_GRACE: i64 = 5;
 
 const IRREVOCABLE: &str = "sys/expire/irrevocable/";
 
@@ -36,14 +48,15 @@ pub struct LeaseManager {
     pub(super) storage: Storage,
     revokers: RwLock<HashMap<String, Weak<dyn Revoker>>>,
     pub(super) notify: Notify,
-    in_flight: Mutex<HashSet<String>>,
+    locks: LeaseLocks,
 }
 
 /// A lease stored before its user was created (see
 /// [`LeaseManager::store_pending`]); settle it with what PostgreSQL said.
 pub struct Pending<'a> {
     manager: &'a LeaseManager,
-    claim: Claim<'a>,
+    lease_id: String,
+    lock: LeaseLock<'a>,
 }
 
 impl Pending<'_> {
@@ -54,7 +67,7 @@ impl Pending<'_> {
     /// back): the lease goes.
     pub async fn not_created(self) -> Result<(), Error> {
         let manager = self.manager;
-        match manager.get(&self.claim.lease_id).await? {
+        match manager.get(&self.lease_id).await? {
             Some(lease) => manager.forget(&lease).await,
             None => Ok(()),
         }
@@ -63,26 +76,21 @@ impl Pending<'_> {
     /// Whether the user exists is unknown (the connection broke): the
     /// lease is revoked now, which drops the user if it does.
     pub async fn maybe_created(self) -> Result<(), Error> {
-        let (manager, lease_id) = (self.manager, self.claim.lease_id.clone());
-        drop(self.claim);
+        let (manager, lease_id) = (self.manager, self.lease_id);
+        drop(self.lock);
         manager.expire_now(&lease_id).await
     }
 }
 
-/// Marks a lease as being worked on; released on drop.
-struct Claim<'a> {
-    manager: &'a LeaseManager,
-    lease_id: String,
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        self.manager
-            .in_flight
-            .lock()
-            .expect("in-flight set")
-            .remove(&self.lease_id);
-    }
+/// Why a lease is being revoked.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Cause {
+    /// The worker found it due at this time (expired, or a retry). Skipped
+    /// if someone else works on the lease, or it was renewed meanwhile.
+    Due(i64),
+    /// A request asked for it: marked `revoking` first, then revoked,
+    /// whatever the lease's times.
+    Asked,
 }
 
 pub(super) fn backoff(failures: u32) -> i64 {
@@ -122,7 +130,7 @@ impl LeaseManager {
             storage,
             revokers: RwLock::new(HashMap::new()),
             notify: Notify::new(),
-            in_flight: Mutex::new(HashSet::new()),
+            locks: LeaseLocks::default(),
         })
     }
 
@@ -147,26 +155,16 @@ impl LeaseManager {
             .ok_or_else(|| Error::NoBackend(mount.to_string()))
     }
 
-    fn claim(&self, lease_id: &str) -> Option<Claim<'_>> {
-        let mut set = self.in_flight.lock().expect("in-flight set");
-        if !set.insert(lease_id.to_string()) {
-            return None;
-        }
-        Some(Claim {
-            manager: self,
-            lease_id: lease_id.to_string(),
-        })
-    }
-
     /// Stores `lease` (with its index entries) durably before its user is
     /// created: the lease is the record of the intent, so a crash at any
-    /// later point leaves the user tracked. The lease stays claimed until
-    /// the returned [`Pending`] is settled, so no revocation or renewal
-    /// touches it while the creation runs.
+    /// later point leaves the user tracked. The lease stays locked until
+    /// the returned [`Pending`] is settled, so a revocation or renewal
+    /// waits for the creation to finish.
     pub async fn store_pending(&self, lease: &LeaseEntry) -> Result<Pending<'_>, Error> {
-        // Lease ids end in fresh random characters: a claim cannot collide.
-        let claim = self
-            .claim(&lease.lease_id)
+        // Lease ids end in fresh random characters: the lock is free.
+        let lock = self
+            .locks
+            .try_lock(&lease.lease_id)
             .ok_or_else(|| Error::IdInUse(lease.lease_id.clone()))?;
         let mut ops = vec![
             Op::put(
@@ -183,7 +181,8 @@ impl LeaseManager {
         self.storage.apply(ops).await?;
         Ok(Pending {
             manager: self,
-            claim,
+            lease_id: lease.lease_id.clone(),
+            lock,
         })
     }
 
@@ -212,43 +211,47 @@ impl LeaseManager {
         lease.failures >= IRREVOCABLE_AFTER
     }
 
-    /// Renews a lease from `now` by `increment` (0 = the default TTL).
+    /// Renews a lease from now by `increment` (0 = the default TTL).
     /// Returns the lease as renewed, its new TTL and any cap warning.
     pub async fn renew(
         &self,
         lease_id: &str,
         increment: u64,
-        now: i64,
     ) -> Result<(LeaseEntry, u64, Option<String>), Error> {
         if lease_id.is_empty() {
             return Err(Error::MissingLeaseId);
         }
-        let _claim = self.claim(lease_id).ok_or(Error::NotRenewable)?;
+        let _lock = self.locks.lock(lease_id).await;
         let mut lease = self.get(lease_id).await?.ok_or(Error::NotFound)?;
-        if lease.revoking || lease.expire_time <= now {
+        // Read after the lock: a wait for it does not count as time left.
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if lease.revoking {
             return Err(if Self::is_irrevocable(&lease) {
                 Error::Irrevocable
             } else {
-                Error::Expired
+                Error::Revoking
             });
         }
-        if now >= lease.max_end {
+        if lease.expire_time.saturating_mul(1000) <= now_ms {
+            return Err(Error::Expired);
+        }
+        if ttl::remaining(lease.max_end, now_ms) == 0 {
             return Err(Error::PastMaxTtl);
         }
         let revoker = self.revoker(&lease.mount)?;
         let limits: TtlLimits = revoker.renew_limits(&lease).await.map_err(Error::Refused)?;
-        let (new_ttl, warning) = ttl::renew(&limits, increment, now, lease.max_end);
+        let (new_ttl, warning) = ttl::renew(&limits, increment, now_ms, lease.max_end);
         if new_ttl == 0 {
             return Err(Error::PastMaxTtl);
         }
-        let expire_time = now + new_ttl as i64;
+        let expire_time = ttl::expiry(now_ms, new_ttl);
         revoker
             .extend(&lease, expire_time)
             .await
             .map_err(Error::Refused)?;
         let old_due = lease.due;
         lease.expire_time = expire_time;
-        lease.last_renewal = Some(now);
+        lease.last_renewal = Some(now_ms.div_euclid(1000));
         lease.due = expire_time;
         self.storage
             .apply(Self::reschedule(&lease, old_due))
@@ -261,10 +264,7 @@ impl LeaseManager {
         if lease_id.is_empty() {
             return Err(Error::MissingLeaseId);
         }
-        let Some(lease) = self.get(lease_id).await? else {
-            return Ok(());
-        };
-        self.revoke_entry(lease, chrono::Utc::now().timestamp(), None)
+        self.revoke_entry(lease_id, Cause::Asked, None)
             .await
             .map_err(|reason| Error::RevokeFailed {
                 lease_id: lease_id.to_string(),
@@ -274,20 +274,42 @@ impl LeaseManager {
             })
     }
 
-    /// Marks a lease for revocation by the worker now (`sync: false`).
+    /// Marks a lease for revocation by the worker now (`sync: false`); it
+    /// is durably `revoking` when this returns.
     pub async fn expire_now(&self, lease_id: &str) -> Result<(), Error> {
-        let now = chrono::Utc::now().timestamp();
-        if let Some(mut lease) = self.get(lease_id).await? {
-            let _claim = self.claim(lease_id);
+        match self.get(lease_id).await? {
+            None => return Ok(()),
+            // Marked already, and a mark is never undone: nothing to wait
+            // for. Only bring its next attempt forward if nobody is on it.
+            Some(lease) if lease.revoking => {
+                if let Some(_lock) = self.locks.try_lock(lease_id) {
+                    self.mark(lease_id, chrono::Utc::now().timestamp()).await?;
+                }
+            }
+            Some(_) => {
+                let _lock = self.locks.lock(lease_id).await;
+                self.mark(lease_id, chrono::Utc::now().timestamp()).await?;
+            }
+        }
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Marks the lease `revoking`, due at `due` at the latest; the caller
+    /// holds its lock. Returns the lease as marked (`None`: it is gone).
+    async fn mark(&self, lease_id: &str, due: i64) -> Result<Option<LeaseEntry>, Error> {
+        let Some(mut lease) = self.get(lease_id).await? else {
+            return Ok(None);
+        };
+        if !lease.revoking || lease.due > due {
             let old_due = lease.due;
             lease.revoking = true;
-            lease.due = now;
+            lease.due = due;
             self.storage
                 .apply(Self::reschedule(&lease, old_due))
                 .await?;
-            self.notify.notify_one();
         }
-        Ok(())
+        Ok(Some(lease))
     }
 
     /// Every lease under `prefix` (a lease id or a folder of them).
@@ -327,12 +349,10 @@ impl LeaseManager {
         let leases = self.leases_under(prefix).await?;
         let total = leases.len();
         if !sync {
-            for lease in &leases {
-                self.expire_now(&lease.lease_id).await?;
-            }
+            self.expire_all(leases.into_iter().map(|l| l.lease_id).collect())
+                .await?;
             return Ok(total);
         }
-        let now = chrono::Utc::now().timestamp();
         let semaphore = Arc::new(Semaphore::new(PARALLELISM));
         let failed = Arc::new(AtomicBool::new(false));
         let mut tasks = tokio::task::JoinSet::new();
@@ -350,8 +370,10 @@ impl LeaseManager {
                     permit,
                     failed: Some(Arc::clone(&failed)),
                 };
-                let lease_id = lease.lease_id.clone();
-                let outcome = manager.revoke_entry(lease, now, Some(slot)).await;
+                let lease_id = lease.lease_id;
+                let outcome = manager
+                    .revoke_entry(&lease_id, Cause::Asked, Some(slot))
+                    .await;
                 if outcome.is_err() {
                     failed.store(true, Ordering::SeqCst);
                 }
@@ -387,7 +409,11 @@ impl LeaseManager {
     pub async fn revoke_force(&self, prefix: &str) -> Result<usize, Error> {
         let leases = self.leases_under(prefix).await?;
         for lease in &leases {
-            self.forget(lease).await?;
+            // Under the lock: a renewal in flight must not write it back.
+            let _lock = self.locks.lock(&lease.lease_id).await;
+            if let Some(current) = self.get(&lease.lease_id).await? {
+                self.forget(&current).await?;
+            }
         }
         Ok(leases.len())
     }
@@ -408,19 +434,36 @@ impl LeaseManager {
     /// schedules the next attempt. Returns the engine's error text.
     pub(super) async fn revoke_entry(
         &self,
-        mut lease: LeaseEntry,
-        now: i64,
+        lease_id: &str,
+        cause: Cause,
         slot: Option<Slot>,
     ) -> Result<(), String> {
-        let Some(_claim) = self.claim(&lease.lease_id) else {
-            return Err("a revocation of this lease is already running".into());
+        let (_lock, mut lease) = match cause {
+            Cause::Due(now) => {
+                // Whoever holds the lock renews it, revokes it or retries
+                // later; the worker never queues behind them.
+                let Some(lock) = self.locks.try_lock(lease_id) else {
+                    return Ok(());
+                };
+                match self.get(lease_id).await {
+                    Ok(Some(lease)) if lease.due <= now => (lock, lease),
+                    // Gone, or renewed or rescheduled since it was listed.
+                    Ok(_) => return Ok(()),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Cause::Asked => {
+                let lock = self.locks.lock(lease_id).await;
+                // The mark is durable before PostgreSQL is touched: if this
+                // process dies now, the lease is still being revoked.
+                let due = chrono::Utc::now().timestamp() + ASKED_GRACE;
+                match self.mark(lease_id, due).await {
+                    Ok(Some(lease)) => (lock, lease),
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
         };
-        // Re-read under the claim: it may be gone or changed since it was listed.
-        match self.get(&lease.lease_id).await {
-            Ok(Some(current)) => lease = current,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
-        }
         let outcome = match self.revoker(&lease.mount) {
             Ok(revoker) => revoker.revoke(&lease).await,
             Err(e) => Err(e.to_string()),
@@ -435,7 +478,7 @@ impl LeaseManager {
                 lease.revoking = true;
                 lease.failures += 1;
                 lease.last_error = Some(reason.clone());
-                lease.due = now + backoff(lease.failures);
+                lease.due = chrono::Utc::now().timestamp() + backoff(lease.failures);
                 let mut ops = Self::reschedule(&lease, old_due);
                 if Self::is_irrevocable(&lease) {
                     ops.push(Op::put(
@@ -452,15 +495,75 @@ impl LeaseManager {
         }
     }
 
-    /// Hands every lease of a token to the worker.
-    pub async fn revoke_token(&self, token_hash: &str) -> Result<usize, Error> {
-        let folder = keys::token_folder(token_hash);
-        let mut count = 0;
-        for escaped in self.storage.list(&folder).await? {
-            self.expire_now(&keys::unescape(&escaped)).await?;
-            count += 1;
+    /// Removes the due-index entry `key` (at `at`, for `lease_id`) if it
+    /// is stale: no lease, or the lease is due at another time. Under the
+    /// lease's lock, so a writer moving the lease to `at` is not undone.
+    pub(super) async fn drop_stale_due(
+        &self,
+        key: &str,
+        at: i64,
+        lease_id: &str,
+    ) -> Result<bool, Error> {
+        let Some(_lock) = self.locks.try_lock(lease_id) else {
+            return Ok(false);
+        };
+        match self.get(lease_id).await? {
+            Some(lease) if lease.due == at => Ok(false),
+            _ => {
+                self.storage.delete(key).await?;
+                Ok(true)
+            }
         }
+    }
+
+    /// Hands every lease of a token to the worker; each is durably marked
+    /// `revoking` when this returns.
+    pub async fn revoke_token(self: &Arc<Self>, token_hash: &str) -> Result<usize, Error> {
+        let folder = keys::token_folder(token_hash);
+        let ids: Vec<String> = self
+            .storage
+            .list(&folder)
+            .await?
+            .iter()
+            .map(|escaped| keys::unescape(escaped))
+            .collect();
+        let count = ids.len();
+        self.expire_all(ids).await?;
         Ok(count)
+    }
+
+    /// [`LeaseManager::expire_now`] for each lease, [`PARALLELISM`] at a
+    /// time, so that their marks share commits. The first error is
+    /// returned once every mark has finished.
+    async fn expire_all(self: &Arc<Self>, lease_ids: Vec<String>) -> Result<(), Error> {
+        let semaphore = Arc::new(Semaphore::new(PARALLELISM));
+        let mut tasks = tokio::task::JoinSet::new();
+        for lease_id in lease_ids {
+            let permit = Arc::clone(&semaphore)
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
+            let manager = Arc::clone(self);
+            tasks.spawn(async move {
+                let _permit = permit;
+                manager.expire_now(&lease_id).await
+            });
+        }
+        let mut first = Ok(());
+        while let Some(joined) = tasks.join_next().await {
+            let outcome = joined.unwrap_or_else(|e| {
+                Err(Error::RevokeFailed {
+                    lease_id: String::new(),
+                    index: 0,
+                    total: 0,
+                    reason: format!("marking task failed: {e}"),
+                })
+            });
+            if first.is_ok() {
+                first = outcome;
+            }
+        }
+        first
     }
 
     /// One level of lease ids below `prefix` (folders end in `/`).

@@ -19,6 +19,7 @@
 //!
 //! This module never imports the engine: it calls a [`Revoker`] per mount.
 
+mod lock;
 pub mod manager;
 pub mod ttl;
 pub mod worker;
@@ -44,6 +45,9 @@ pub enum Error {
     Expired,
     #[error("lease is not renewable")]
     NotRenewable,
+    /// A revocation was accepted: nothing renews the lease again.
+    #[error("lease is being revoked")]
+    Revoking,
     #[error("lease is not renewable: {0}")]
     Refused(String),
     #[error("lease is expired and has failed previous revocation attempts")]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::manager::{lease_of_due_key, Slot, BATCH, DUE_BATCH, PARALLELISM};
+use super::manager::{lease_of_due_key, Cause, Slot, BATCH, DUE_BATCH, PARALLELISM};
 use super::{keys, Error, LeaseManager};
 
 impl LeaseManager {
@@ -26,12 +26,7 @@ impl LeaseManager {
                 let Some((at, lease_id)) = lease_of_due_key(&key) else {
                     continue;
                 };
-                let stale = match self.get(&lease_id).await? {
-                    None => true,
-                    Some(lease) => lease.due != at,
-                };
-                if stale {
-                    self.storage.delete(&key).await?;
+                if self.drop_stale_due(&key, at, &lease_id).await? {
                     removed += 1;
                 }
             }
@@ -56,13 +51,13 @@ impl LeaseManager {
             let Some((at, lease_id)) = lease_of_due_key(&key) else {
                 continue;
             };
-            let Some(lease) = self.get(&lease_id).await? else {
-                self.storage.delete(&key).await?;
-                continue;
-            };
-            if lease.due != at {
-                self.storage.delete(&key).await?;
-                continue;
+            // Only index keys here: the lease is read under its lock.
+            match self.get(&lease_id).await? {
+                Some(lease) if lease.due == at => {}
+                _ => {
+                    self.drop_stale_due(&key, at, &lease_id).await?;
+                    continue;
+                }
             }
             handled += 1;
             let permit = Arc::clone(&semaphore)
@@ -75,7 +70,9 @@ impl LeaseManager {
                     permit,
                     failed: None,
                 };
-                let _ = manager.revoke_entry(lease, now, Some(slot)).await;
+                let _ = manager
+                    .revoke_entry(&lease_id, Cause::Due(now), Some(slot))
+                    .await;
             });
         }
         while tasks.join_next().await.is_some() {}

@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::json;
 
 use super::SysState;
-use crate::lease::{self, LeaseManager};
+use crate::lease::{self, ttl, LeaseManager};
 use crate::logical::{handler, Field, Operation, Request, Response, Route, Secret};
 use crate::Error as AnyError;
 
@@ -173,14 +173,15 @@ async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, AnyError
         .get(&id)
         .await?
         .ok_or(lease::Error::InvalidLease)?;
-    let now = Utc::now().timestamp();
+    let now_ms = Utc::now().timestamp_millis();
     let mut data = json!({
         "id": lease.lease_id,
         "issue_time": rfc3339(lease.issue_time),
         "expire_time": rfc3339(lease.expire_time),
         "last_renewal": lease.last_renewal.map(rfc3339),
-        "ttl": u64::try_from(lease.expire_time - now).unwrap_or(0),
-        "renewable": !lease.revoking && lease.expire_time > now,
+        // Rounded down: never more than is left.
+        "ttl": ttl::remaining(lease.expire_time, now_ms),
+        "renewable": !lease.revoking && lease.expire_time.saturating_mul(1000) > now_ms,
         "path": lease.path,
     });
     if lease.failures > 0 {
@@ -208,10 +209,7 @@ async fn renew(state: Arc<SysState>, req: Request) -> Result<Response, AnyError>
         );
     }
     let increment = req.fields.duration("increment").unwrap_or(0);
-    let (lease, ttl, warning) = state
-        .leases
-        .renew(&id, increment, Utc::now().timestamp())
-        .await?;
+    let (lease, ttl, warning) = state.leases.renew(&id, increment).await?;
     let mut response = Response {
         secret: Some(Secret {
             lease_id: lease.lease_id,
@@ -268,8 +266,8 @@ async fn tidy(state: Arc<SysState>, _req: Request) -> Result<Response, AnyError>
 }
 
 const LOOKUP_HELP: &str = "PUT/POST with `lease_id` returns the lease's issue and expiry times, TTL, whether it can be renewed and its path; a lease whose revocation failed also shows `revoke_failures`, `irrevocable` (5 failures in a row) and `revoke_error`. LIST (needs sudo) returns the lease ids and folders one level under a prefix.";
-const RENEW_HELP: &str = "Renews a lease: the new TTL counts from now (`increment`, else the role's default TTL) and is capped by the role's `max_ttl` from the issue time, with a warning when capped. The user's `VALID UNTIL` moves too. Refused when the lease's cluster or database is disabled or its role deleted (the lease is still revoked on expiry).";
-const REVOKE_HELP: &str = "Revokes a lease: its user's sessions are terminated, its objects reassigned to the objects-owner role and the user dropped. With `sync` (the default) this happens before the answer (204; a failure is a 400 and the lease stays). With `sync=false` the lease is handed to the background worker (202). An unknown lease id succeeds.";
+const RENEW_HELP: &str = "Renews a lease: the new TTL counts from now (`increment`, else the role's default TTL) and is capped by the role's `max_ttl` from the issue time, with a warning when capped. The user's `VALID UNTIL` moves too. Refused when the lease's cluster or database is disabled or its role deleted (the lease is still revoked on expiry), and with `lease is being revoked` once a revocation of the lease was accepted.";
+const REVOKE_HELP: &str = "Revokes a lease: its user's sessions are terminated, its objects reassigned to the objects-owner role and the user dropped. With `sync` (the default) this happens before the answer (204; a failure is a 400 and the lease stays). With `sync=false` the lease is handed to the background worker (202). Either way the lease is durably marked before anything else, so no renewal succeeds afterwards and a crash does not undo the revocation. An unknown lease id succeeds.";
 const PREFIX_HELP: &str = "Revokes every lease under the prefix (or the one lease the prefix names), e.g. `database/creds/c1/` for a cluster. Needs sudo.";
 const FORCE_HELP: &str = "Forgets every lease under the prefix without dropping its users, even when revocation keeps failing. The users stay in PostgreSQL: `database/reconcile/<cluster>` lists them. Needs sudo.";
 const TIDY_HELP: &str = "Removes expiry-index entries that point at no lease (left by crashes between two writes of older versions). Needs sudo.";

@@ -85,7 +85,8 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | auth::Error::NegativeUses
             | auth::Error::RestrictedUseParent
             | auth::Error::UnsupportedTokenType(_) => bad(e),
-            auth::Error::Storage(_) => internal(),
+            // Only a storage failure while marking the leases.
+            auth::Error::Storage(_) | auth::Error::RevokeLeases(_) => internal(),
         },
         Error::Sys(e) => match e {
             sys::Error::InvalidTtl { .. }
@@ -144,6 +145,7 @@ fn lease_status(e: &lease::Error) -> (StatusCode, Vec<String>) {
         | lease::Error::NotFound
         | lease::Error::Expired
         | lease::Error::NotRenewable
+        | lease::Error::Revoking
         | lease::Error::Refused(_)
         | lease::Error::Irrevocable
         | lease::Error::PastMaxTtl

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::engine::{cluster_body, root_user};
 use crate::support::pg::{Pg, PgVersion};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -19,7 +19,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(config: &std::path::Path) -> Child {
+pub fn start(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
         .args(["server", "--config"])
         .arg(config)
@@ -29,7 +29,7 @@ fn start(config: &std::path::Path) -> Child {
         .unwrap()
 }
 
-async fn wait_healthy(client: &reqwest::Client, url: &str) {
+pub async fn wait_healthy(client: &reqwest::Client, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(r) = client.get(format!("{url}/v1/sys/health")).send().await {
@@ -42,7 +42,7 @@ async fn wait_healthy(client: &reqwest::Client, url: &str) {
     }
 }
 
-async fn call(
+pub async fn call(
     client: &reqwest::Client,
     method: &str,
     url: &str,

@@ -13,10 +13,14 @@
 //!   server (clone without sudo, a fake server asking for cleartext or md5,
 //!   a cluster's server swapped, weakened TLS trust);
 //! - `disable`: purging a cluster whose users await revocation, issuing
-//!   credentials while the cluster is disabled.
+//!   credentials while the cluster is disabled;
+//! - `leases`: renewals racing a revocation (direct, background, by prefix,
+//!   by token), a crash after a revocation was accepted, leases that end
+//!   before their duration.
 
 mod disable;
 mod http;
+mod leases;
 mod logs;
 mod passwords;
 mod tokens;
