@@ -13,7 +13,7 @@ use serde_json::json;
 use super::cluster::check_root_privileges;
 use super::records::{now, ClusterRecord, DatabaseRecord, State};
 use super::settings::check_host;
-use super::{names, rotation, Engine, Error};
+use super::{identity, names, rotation, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres;
 use crate::Error as AnyError;
@@ -82,6 +82,9 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
     };
     let lock = engine.lock_for(&target);
     let _guard = lock.lock().await;
+    // A clone registers another server: the same identity check, held
+    // until the record is stored.
+    let _registering = engine.registration_lock().await;
     if let Some(existing) = engine.load_cluster(&target).await? {
         return Err(Error::ClusterNameTaken {
             name: target,
@@ -111,6 +114,8 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
         match rotation::connect_root(&record, &candidate).await {
             Ok(client) => {
                 check_root_privileges(&client, &record.username).await?;
+                record.system_identifier =
+                    Some(identity::check_server_is_new(&engine, &record, &client).await?);
                 found = Some(candidate);
                 break;
             }

@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::records::{now, ClusterRecord, State};
 use super::settings::Settings;
-use super::{names, rotation, Engine, Error};
+use super::{identity, names, rotation, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres;
 use crate::Error as AnyError;
@@ -175,6 +175,7 @@ async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Res
         password_history: Vec::new(),
         management_role: String::new(),
         management_password: String::new(),
+        system_identifier: None,
         ssl_mode: settings.ssl_mode,
         ssl_root_cert: None,
         max_open_connections: 0,
@@ -188,10 +189,15 @@ async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Res
         disabled_at: None,
     };
     settings.apply_to(&mut record);
+    // From the identity check until the record is stored, no other
+    // registration of this mount may look.
+    let _registering = engine.registration_lock().await;
     let client = rotation::connect_root(&record, &record.password)
         .await
         .map_err(|e| root_login_error(&record, e))?;
     check_root_privileges(&client, &username).await?;
+    record.system_identifier =
+        Some(identity::check_server_is_new(engine, &record, &client).await?);
     drop(client);
     let pending = rotation::plan(&record, true);
     let record = rotation::apply(engine, record, pending).await?;
