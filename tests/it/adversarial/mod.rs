@@ -10,9 +10,14 @@
 //!   idle keep-alive connections);
 //! - `logs`: secrets in logs at `trace`;
 //! - `disable`: purging a cluster whose users await revocation, issuing
-//!   credentials while the cluster is disabled.
+//!   credentials while the cluster is disabled;
+//! - `registration`: one server registered under a second name (or with a
+//!   role another cluster manages), reconcile across registrations, cluster
+//!   names that prefix others, and racing registrations (one mount, two
+//!   pgsecrets) that must never store a root password that fails.
 
 mod disable;
 mod http;
 mod logs;
+mod registration;
 mod tokens;
