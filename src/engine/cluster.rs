@@ -196,8 +196,7 @@ async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Res
         .await
         .map_err(|e| root_login_error(&record, e))?;
     check_root_privileges(&client, &username).await?;
-    record.system_identifier =
-        Some(identity::check_server_is_new(engine, &record, &client).await?);
+    record.system_identifier = Some(identity::check_server_is_new(engine, &record, &client).await?);
     drop(client);
     let pending = rotation::plan(&record, true);
     let record = rotation::apply(engine, record, pending).await?;
@@ -400,6 +399,8 @@ const LIST_HELP: &str = "Lists every registered cluster, active or disabled; `ke
 const CLUSTER_HELP: &str = r#"Writing a new cluster registers it: pgsecrets connects with the given root user (TLS as `ssl_mode` says), checks that it can create roles, then in one PostgreSQL transaction creates a management role (`v-manage-<random>`, LOGIN CREATEROLE NOINHERIT) and changes the root password. The new passwords are stored (encrypted) before PostgreSQL changes, so a crash at any point never loses the working root password. The password you supplied stops working; do not change the root or management role by hand afterwards.
 
 Writing an existing active cluster updates its settings (TLS, pool sizes) without rotating; the new settings must connect. Writing a disabled cluster re-activates it when its stored credentials still work. A name is bound to its host and port.
+
+One PostgreSQL server has one registration per mount: registering is refused (400, naming the cluster) when a cluster of the mount, active, disabled or unfinished until it is purged, already holds the server the connection reaches, whatever host name reaches it (servers are told apart by `system_identifier` and, as a restored copy or a replica shares that, by a probe of the running server through an advisory lock), or when the root user is the root or management role of such a cluster. Every rotation of a root user (registration, `rotate-root`, `clone`) holds an advisory lock in the target server for that user, so rotations through any name, mount or pgsecrets run one at a time; under it a fresh login checks that the password it starts from is still current, and after the commit another fresh login proves the new one before it is stored.
 
 Reading returns the configuration and the management role's name; the root and management passwords are included only when the caller's policy grants `sudo` on the path.
 

@@ -62,7 +62,9 @@ pub enum Error {
     },
     #[error("cannot tell whether this is the PostgreSQL server of cluster {cluster:?} (same system identifier): {reason}; retry when {cluster:?} is reachable, or purge it")]
     ServerUnverifiable { cluster: String, reason: String },
-    #[error("another password rotation of user {user:?} on this PostgreSQL server is running; retry")]
+    #[error(
+        "another password rotation of user {user:?} on this PostgreSQL server is running; retry"
+    )]
     RotationBusy { user: String },
     #[error("unknown database {database:?} in cluster {cluster:?}")]
     DatabaseNotFound { cluster: String, database: String },

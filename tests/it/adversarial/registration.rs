@@ -133,16 +133,16 @@ async fn reconcile_of_another_registration_never_drops_the_first_ones_users() {
 
     let r = s.read("adv-db2/reconcile/adv-rec2").await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(
-        !r.text.contains(&user),
-        "listed as untracked: {}",
-        r.text
-    );
+    assert!(!r.text.contains(&user), "listed as untracked: {}", r.text);
     let r = s
         .write("adv-db2/reconcile/adv-rec2", json!({"dry_run": false}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert!(role_exists(pg, &user).await, "{user} was dropped: {}", r.text);
+    assert!(
+        role_exists(pg, &user).await,
+        "{user} was dropped: {}",
+        r.text
+    );
     assert!(can_login(pg, &user, &password, "adv_rec1_db").await);
     // Its own reconcile still finds it tracked.
     let r = s.read("database/reconcile/adv-rec1").await;
@@ -185,7 +185,12 @@ async fn a_cluster_whose_name_prefixes_another_touches_only_its_own_users() {
 
 /// Registers `names` at once on `s`, all with the same root user; returns
 /// the status of each.
-fn race(set: &mut JoinSet<(String, u16, String)>, s: &TestServer, names: Vec<String>, body: &Value) {
+fn race(
+    set: &mut JoinSet<(String, u16, String)>,
+    s: &TestServer,
+    names: Vec<String>,
+    body: &Value,
+) {
     for name in names {
         let (client, url, token, body) = (
             s.client.clone(),
@@ -215,7 +220,9 @@ async fn concurrent_registrations_of_one_server_let_one_through_with_a_working_p
         let (user, password) = root_user(&pg, &format!("race_root_{trial}")).await;
         let body = cluster_body(&pg, &user, &password);
         let mut set = JoinSet::new();
-        let names = (0..CONCURRENT).map(|i| format!("race{trial}-{i}")).collect();
+        let names = (0..CONCURRENT)
+            .map(|i| format!("race{trial}-{i}"))
+            .collect();
         race(&mut set, &s, names, &body);
         let mut won = Vec::new();
         while let Some(joined) = set.join_next().await {
@@ -251,8 +258,18 @@ async fn two_pgsecrets_racing_on_one_server_each_keep_a_working_password() {
         let body = cluster_body(&pg, &user, &password);
         let mut set = JoinSet::new();
         let half = CONCURRENT / 2;
-        race(&mut set, &a, (0..half).map(|i| format!("a{i}")).collect(), &body);
-        race(&mut set, &b, (0..half).map(|i| format!("b{i}")).collect(), &body);
+        race(
+            &mut set,
+            &a,
+            (0..half).map(|i| format!("a{i}")).collect(),
+            &body,
+        );
+        race(
+            &mut set,
+            &b,
+            (0..half).map(|i| format!("b{i}")).collect(),
+            &body,
+        );
         let mut won = Vec::new();
         while let Some(joined) = set.join_next().await {
             let (name, status, text) = joined.unwrap();
