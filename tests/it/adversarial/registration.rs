@@ -293,3 +293,56 @@ async fn two_pgsecrets_racing_on_one_server_each_keep_a_working_password() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_clone_onto_the_originals_own_server_is_refused() {
+    let pg = Pg::start(PgVersion::under_test());
+    let s = TestServer::start().await;
+    register(&s, &pg, "adv-orig").await;
+    let before = stored(&s, "adv-orig").await;
+    let r = s
+        .write(
+            "database/clone/adv-orig",
+            json!({"target": "adv-copy", "host": "localhost", "port": pg.port()}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().contains("\"adv-orig\""), "{}", r.text);
+    let user = before["username"].as_str().unwrap();
+    assert!(
+        can_login(&pg, user, before["password"].as_str().unwrap(), "postgres").await,
+        "the original keeps its root password"
+    );
+    assert_eq!(s.read("database/cluster/adv-copy").await.status, 404);
+}
+
+#[tokio::test]
+async fn a_stuck_rotation_of_the_same_user_answers_4xx_and_changes_nothing() {
+    let pg = Pg::shared();
+    let s = TestServer::start().await;
+    let user = register(&s, pg, "adv-stuck").await;
+    let before = stored(&s, "adv-stuck").await;
+    // Someone holds the rotation lock of this user in the server (the
+    // namespace key pgsecrets uses, "pgsr").
+    let holder = pg.admin().await;
+    holder
+        .execute(
+            "SELECT pg_advisory_lock(1885827954, hashtext($1))",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    let r = s.write("database/rotate-root/adv-stuck", json!({})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.error().contains("another password rotation"),
+        "{}",
+        r.text
+    );
+    drop(holder);
+    let after = stored(&s, "adv-stuck").await;
+    assert_eq!(after["password"], before["password"]);
+    assert!(can_login(pg, &user, after["password"].as_str().unwrap(), "postgres").await);
+    let r = s.write("database/rotate-root/adv-stuck", json!({})).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+}
