@@ -13,7 +13,7 @@ use serde_json::json;
 use super::cluster::check_root_privileges;
 use super::records::{now, ClusterRecord, DatabaseRecord, State};
 use super::settings::check_host;
-use super::{names, rotation, Engine, Error};
+use super::{identity, names, rotation, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres;
 use crate::Error as AnyError;
@@ -95,6 +95,9 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
     }
     let lock = engine.lock_for(&target);
     let _guard = lock.lock().await;
+    // A clone registers another server: the same identity check, held
+    // until the record is stored.
+    let _registering = engine.registration_lock().await;
     if let Some(existing) = engine.load_cluster(&target).await? {
         return Err(Error::ClusterNameTaken {
             name: target,
@@ -124,6 +127,8 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
         match rotation::connect_root(&record, &candidate).await {
             Ok(client) => {
                 check_root_privileges(&client, &record.username).await?;
+                record.system_identifier =
+                    Some(identity::check_server_is_new(&engine, &record, &client).await?);
                 found = Some(candidate);
                 break;
             }
@@ -172,4 +177,4 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
     ))
 }
 
-const HELP: &str = "Needs sudo: it sends the original's root passwords to `host`. Registers a restored copy of cluster `<cluster>` (for example from a backup, now at `host`) as cluster `target`: pgsecrets logs in to the copy as the original's root user (trying the current password, then earlier ones it kept), then rotates the copy's root and management passwords in one transaction, with the intent stored first as for registration. The original's active databases are copied to the new cluster (and its disabled ones too with `inherit_deleted_db`). The original is not changed. The copy must be at another address than the original (the same host and port, or a name resolving to the same address, is refused).";
+const HELP: &str = "Needs sudo: it sends the original's root passwords to `host`. Registers a restored copy of cluster `<cluster>` (for example from a backup, now at `host`) as cluster `target`: pgsecrets logs in to the copy as the original's root user (trying the current password, then earlier ones it kept), then rotates the copy's root and management passwords in one transaction, with the intent stored first as for registration. The original's active databases are copied to the new cluster (and its disabled ones too with `inherit_deleted_db`). The original is not changed. The copy must be at another address (the same host and port, or a name resolving to the same address, is refused) and another running server: a clone that reaches the original's server (or one any other cluster of the mount holds) is refused, as a registration is.";

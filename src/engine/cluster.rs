@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::records::{now, ClusterRecord, State};
 use super::settings::Settings;
-use super::{names, rotation, Engine, Error};
+use super::{identity, names, rotation, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres;
 use crate::Error as AnyError;
@@ -175,6 +175,7 @@ async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Res
         password_history: Vec::new(),
         management_role: String::new(),
         management_password: String::new(),
+        system_identifier: None,
         ssl_mode: settings.ssl_mode,
         ssl_root_cert: None,
         max_open_connections: 0,
@@ -188,10 +189,14 @@ async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Res
         disabled_at: None,
     };
     settings.apply_to(&mut record);
+    // From the identity check until the record is stored, no other
+    // registration of this mount may look.
+    let _registering = engine.registration_lock().await;
     let client = rotation::connect_root(&record, &record.password)
         .await
         .map_err(|e| root_login_error(&record, e))?;
     check_root_privileges(&client, &username).await?;
+    record.system_identifier = Some(identity::check_server_is_new(engine, &record, &client).await?);
     drop(client);
     let pending = rotation::plan(&record, true);
     let record = rotation::apply(engine, record, pending).await?;
@@ -409,6 +414,8 @@ const CLUSTER_HELP: &str = r#"Writing a new cluster registers it: pgsecrets conn
 Writing an existing active cluster updates its settings (TLS, pool sizes) without rotating; the new settings must connect. Changing `ssl_mode` or `ssl_root_cert` needs `sudo` on the path: every later connection sends the stored passwords under them. Writing a disabled cluster re-activates it when its stored credentials still work. A name is bound to its host and port.
 
 Passwords are sent only as SCRAM unless TLS verified the server (`ssl_mode=verify-full`): a server asking for a cleartext or md5 password over any other channel is refused before anything is sent (400), as libpq's `require_auth=scram-sha-256` would.
+
+One PostgreSQL server has one registration per mount: registering is refused (400, naming the cluster) when a cluster of the mount, active, disabled or unfinished until it is purged, already holds the server the connection reaches, whatever host name reaches it (servers are told apart by `system_identifier` and, as a restored copy or a replica shares that, by a probe of the running server through an advisory lock), or when the root user is the root or management role of such a cluster. Every rotation of a root user (registration, `rotate-root`, `clone`) holds an advisory lock in the target server for that user, so rotations through any name, mount or pgsecrets run one at a time; under it a fresh login checks that the password it starts from is still current, and after the commit another fresh login proves the new one before it is stored.
 
 Reading returns the configuration and the management role's name; the root and management passwords are included only when the caller's policy grants `sudo` on the path.
 

@@ -11,6 +11,7 @@ pub mod creds;
 pub mod database;
 pub mod fault;
 pub mod gc;
+pub mod identity;
 pub mod info;
 pub mod metadata;
 pub mod names;
@@ -47,6 +48,24 @@ pub enum Error {
         host: String,
         port: u16,
     },
+    #[error("PostgreSQL at {host}:{port} is the server cluster {cluster:?} already holds; one server has one registration: use {cluster:?}, or disable and purge it first")]
+    ServerTaken {
+        host: String,
+        port: u16,
+        cluster: String,
+    },
+    #[error("user {user:?} is the {what} of cluster {cluster:?}, which pgsecrets manages; register with a root user of a server no cluster holds")]
+    RoleManaged {
+        user: String,
+        what: &'static str,
+        cluster: String,
+    },
+    #[error("cannot tell whether this is the PostgreSQL server of cluster {cluster:?} (same system identifier): {reason}; retry when {cluster:?} is reachable, or purge it")]
+    ServerUnverifiable { cluster: String, reason: String },
+    #[error(
+        "another password rotation of user {user:?} on this PostgreSQL server is running; retry"
+    )]
+    RotationBusy { user: String },
     #[error("unknown database {database:?} in cluster {cluster:?}")]
     DatabaseNotFound { cluster: String, database: String },
     #[error("database {database:?} in cluster {cluster:?} is disabled")]
@@ -176,6 +195,9 @@ pub struct Engine {
     /// two writes cannot rotate the same passwords at once. Issuing
     /// credentials never takes it.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held from a registration's (or clone's) identity check until its
+    /// record is stored, so two cannot both find the server free.
+    registrations: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -205,6 +227,12 @@ impl Engine {
     pub fn lock_for(&self, cluster: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().expect("cluster locks");
         Arc::clone(locks.entry(cluster.to_string()).or_default())
+    }
+
+    /// Held across [`identity::check_server_is_new`] and the store of the
+    /// record it let through. Taken after the cluster's own lock.
+    pub async fn registration_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.registrations.lock().await
     }
 
     pub async fn load_cluster(&self, name: &str) -> Result<Option<ClusterRecord>, Error> {
@@ -251,6 +279,18 @@ impl Engine {
                 if record.state != records::State::Registering {
                     out.push(record);
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every cluster record, unfinished registrations included (they may
+    /// hold a server too).
+    pub async fn all_cluster_records(&self) -> Result<Vec<ClusterRecord>, Error> {
+        let mut out = Vec::new();
+        for name in self.storage.list(&keys::clusters(&self.prefix)).await? {
+            if let Some(record) = self.load_cluster(&name).await? {
+                out.push(record);
             }
         }
         Ok(out)
@@ -341,6 +381,7 @@ pub fn backend(storage: Storage, mount: &MountEntry, leases: Arc<LeaseManager>) 
         leases,
         pools: pools::Pools::default(),
         locks: Mutex::new(HashMap::new()),
+        registrations: tokio::sync::Mutex::new(()),
     });
     revocation::register(&engine);
     let recovering = Arc::clone(&engine);

@@ -58,18 +58,32 @@ async fn orphans(
         .connect()
         .await
         .map_err(Error::from)?;
+    // Only users this cluster's management role made: it granted them a
+    // role (`IN ROLE <objects owner>` in the default statements), or, from
+    // PostgreSQL 16 on, holds the ADMIN OPTION PostgreSQL gives the creator
+    // of a role. Users of another registration of this server (another
+    // mount, another pgsecrets, a cluster registered before one server had
+    // one registration) or of another tool are never touched.
     let rows = client
         .query(
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'v-%' AND rolname NOT LIKE 'v-manage-%' AND rolname NOT LIKE 'v-owner-%' ORDER BY rolname",
-            &[],
+            "SELECT u.rolname FROM pg_roles u \
+             WHERE u.rolname LIKE 'v-%' AND u.rolname NOT LIKE 'v-manage-%' AND u.rolname NOT LIKE 'v-owner-%' \
+             AND (EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.grantor \
+                          WHERE m.member = u.oid AND g.rolname = $1) \
+                  OR EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles c ON c.oid = m.member \
+                          WHERE m.roleid = u.oid AND c.rolname = $1 AND m.admin_option)) \
+             ORDER BY u.rolname",
+            &[&cluster.management_role],
         )
         .await
         .map_err(Error::from)?;
-    // Every lease of the cluster is under its creds path (lease ids are
-    // `<mount>creds/<cluster>/<database>/<role>/<suffix>`).
+    // Read after the users: a user exists only once its lease (or pending
+    // creation) is durable, so every user listed above that some lease
+    // tracks is seen here. Leases of every cluster of the mount count, so a
+    // name another cluster's lease accounts for is never dropped.
     let tracked: HashSet<String> = engine
         .leases
-        .leases_under(&format!("{}creds/{cluster_name}/", engine.mount.path))
+        .leases_under(&format!("{}creds/", engine.mount.path))
         .await?
         .into_iter()
         .map(|lease| lease.username)
@@ -156,4 +170,4 @@ async fn write(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
     ))
 }
 
-const HELP: &str = "Lists the users of the cluster whose names carry pgsecrets' prefix (`v-`, but not management or objects-owner roles) and that no lease or pending creation tracks: users left by a restore from backup, another tool, or a hand-made copy. Writing with `dry_run=false` revokes them (sessions terminated, objects reassigned, role dropped) and reports what was revoked and what failed. Users from a custom `username_template` that does not start with `v-` are not detected.";
+const HELP: &str = "Lists the users of the cluster whose names carry pgsecrets' prefix (`v-`, but not management or objects-owner roles), that this cluster's management role created (it granted them a role, or on PostgreSQL 16 and later holds the ADMIN OPTION given to a role's creator) and that no lease or pending creation tracks: users left by a restore from backup or a crash. Users of another registration, another pgsecrets or another tool are never listed. Writing with `dry_run=false` revokes them (sessions terminated, objects reassigned, role dropped) and reports what was revoked and what failed. Users from a custom `username_template` that does not start with `v-` are not detected.";

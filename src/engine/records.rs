@@ -83,6 +83,10 @@ pub struct ClusterRecord {
     pub password_history: Vec<String>,
     pub management_role: String,
     pub management_password: String,
+    /// The server's `system_identifier` (see [`super::identity`]); `None`
+    /// in records from before it was kept.
+    #[serde(default)]
+    pub system_identifier: Option<String>,
     pub ssl_mode: SslMode,
     pub ssl_root_cert: Option<String>,
     pub max_open_connections: u32,

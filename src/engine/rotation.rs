@@ -15,12 +15,13 @@
 //! authentication failure counts as "does not work"; an unreachable cluster
 //! leaves the intent for later.
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use super::fault;
 use super::pools::{self, Who};
 use super::records::{now, ClusterRecord, PendingRotation, State};
-use super::{Engine, Error};
+use super::{identity, Engine, Error};
 use crate::postgres::{self, ident, literal, scram};
 use crate::random;
 
@@ -62,25 +63,98 @@ pub async fn connect_root(
         .await
 }
 
+/// How long a rotation waits for another rotation of the same user on the
+/// same server before answering [`Error::RotationBusy`].
+const LOCK_WAIT_SECONDS: u32 = 10;
+
+fn rejected(record: &ClusterRecord, e: postgres::Error) -> Error {
+    match e {
+        postgres::Error::AuthFailed { user } => Error::RootCredentialsRejected {
+            host: record.host.clone(),
+            port: record.port,
+            user,
+        },
+        other => Error::from_pg(other),
+    }
+}
+
+/// Takes the target server's advisory lock for rotating `user`, held by the
+/// session of `client` until it is unlocked or closes. Keyed in the server
+/// itself, so rotations through any cluster name, mount or pgsecrets
+/// process queue behind each other; a holder that does not let go within
+/// [`LOCK_WAIT_SECONDS`] makes this one answer 400, not hang.
+async fn lock_rotation(client: &Client, user: &str) -> Result<(), Error> {
+    client
+        .batch_execute(&format!("SET lock_timeout = '{LOCK_WAIT_SECONDS}s'"))
+        .await?;
+    let locked = client
+        .execute(
+            "SELECT pg_advisory_lock($1, hashtext($2))",
+            &[&identity::ROTATION_NAMESPACE, &user],
+        )
+        .await;
+    match locked {
+        Ok(_) => {}
+        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+            return Err(Error::RotationBusy { user: user.into() })
+        }
+        Err(e) => return Err(e.into()),
+    }
+    client.batch_execute("RESET lock_timeout").await?;
+    Ok(())
+}
+
+async fn unlock_rotation(client: &Client, user: &str) {
+    // Closing the session releases it too; this only lets the next one in
+    // without waiting for the connection to wind down.
+    let _ = client
+        .execute(
+            "SELECT pg_advisory_unlock($1, hashtext($2))",
+            &[&identity::ROTATION_NAMESPACE, &user],
+        )
+        .await;
+}
+
 /// Runs a rotation with its intent written first; returns the record as it
 /// is afterwards (active, new passwords, next generation).
+///
+/// Serialised per target server and root user ([`lock_rotation`]). Under
+/// the lock a fresh login proves the password this rotation starts from is
+/// still the current one (a rotation that ran meanwhile, through another
+/// name or another pgsecrets, changed it: this one then stops, 400), and
+/// after the commit a fresh login proves the new one works before it is
+/// stored as current.
 pub async fn apply(
+    engine: &Engine,
+    record: ClusterRecord,
+    pending: PendingRotation,
+) -> Result<ClusterRecord, Error> {
+    let client = connect_root(&record, &record.password)
+        .await
+        .map_err(|e| rejected(&record, e))?;
+    lock_rotation(&client, &record.username).await?;
+    let user = record.username.clone();
+    let outcome = apply_locked(engine, record, pending, client).await;
+    if let Ok((_, client)) = &outcome {
+        unlock_rotation(client, &user).await;
+    }
+    outcome.map(|(record, _)| record)
+}
+
+async fn apply_locked(
     engine: &Engine,
     mut record: ClusterRecord,
     pending: PendingRotation,
-) -> Result<ClusterRecord, Error> {
+    mut client: Client,
+) -> Result<(ClusterRecord, Client), Error> {
     let name = record.name.clone();
-    let client = connect_root(&record, &record.password)
-        .await
-        .map_err(|e| match e {
-            postgres::Error::AuthFailed { user } => Error::RootCredentialsRejected {
-                host: record.host.clone(),
-                port: record.port,
-                user,
-            },
-            other => Error::from_pg(other),
-        })?;
+    drop(
+        connect_root(&record, &record.password)
+            .await
+            .map_err(|e| rejected(&record, e))?,
+    );
 
+    let before = record.clone();
     record.pending = Some(pending.clone());
     engine.save_cluster(&record).await?;
     stop_at("rotation.after_intent", &name)?;
@@ -105,10 +179,23 @@ pub async fn apply(
         ident(&record.username),
         literal(&root_verifier)
     );
-    let mut client = client;
     let transaction = client.transaction().await?;
-    transaction.batch_execute(&manage_statement).await?;
-    transaction.batch_execute(&root_statement).await?;
+    let changed = async {
+        transaction.batch_execute(&manage_statement).await?;
+        transaction.batch_execute(&root_statement).await
+    }
+    .await;
+    if let Err(e) = changed {
+        let error = Error::from(e);
+        if matches!(error, Error::Refused { .. }) {
+            // PostgreSQL refused a statement: the transaction rolls back and
+            // nothing changed, so the intent goes (an unfinished registration
+            // would otherwise hold the server for nobody).
+            drop(transaction);
+            forget_intent(engine, before).await?;
+        }
+        return Err(error);
+    }
     // Dropping the transaction here rolls it back, as a crash would.
     stop_at("rotation.in_transaction", &name)?;
     if let Err(e) = transaction.commit().await {
@@ -120,7 +207,29 @@ pub async fn apply(
         });
     }
     stop_at("rotation.after_commit", &name)?;
-    finish(engine, record, pending).await
+    match connect_root(&record, &pending.root_password).await {
+        Ok(proof) => drop(proof),
+        Err(e) => {
+            // The intent stays: `resolve` settles it once a login tells.
+            return Err(Error::RotationUnresolved {
+                name,
+                reason: format!("the new root password could not be proven by a fresh login: {e}"),
+            });
+        }
+    }
+    Ok((finish(engine, record, pending).await?, client))
+}
+
+/// Drops an intent whose rotation certainly did not happen.
+async fn forget_intent(engine: &Engine, before: ClusterRecord) -> Result<(), Error> {
+    if before.state == State::Registering {
+        engine
+            .storage
+            .delete(&super::records::keys::cluster(&engine.prefix, &before.name))
+            .await?;
+        return Ok(());
+    }
+    engine.save_cluster(&before).await
 }
 
 async fn finish(

@@ -110,6 +110,10 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             engine::Error::ClusterDisabled { .. }
             | engine::Error::DatabaseDisabled { .. }
             | engine::Error::ClusterNameTaken { .. }
+            | engine::Error::ServerTaken { .. }
+            | engine::Error::RoleManaged { .. }
+            | engine::Error::ServerUnverifiable { .. }
+            | engine::Error::RotationBusy { .. }
             | engine::Error::DatabaseExists { .. }
             | engine::Error::DatabaseMissing { .. }
             | engine::Error::InvalidField { .. }

@@ -75,6 +75,8 @@ async fn ssl_modes_verify_as_libpq_does() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     // require encrypts without checking; the server sees an SSL connection.
+    // Another pgsecrets: one holds one registration of a server.
+    let s = TestServer::start().await;
     let (user2, password2) = root_user(&pg, "root_tls_req").await;
     let r = s
         .write(

@@ -123,15 +123,19 @@ async fn purge_is_refused_while_users_of_the_cluster_await_revocation() {
 #[tokio::test]
 async fn credentials_racing_a_disable_are_refused_with_4xx_and_leave_no_user() {
     let pg = Pg::shared();
-    let s = TestServer::start().await;
-    let reader = token_for(
-        &s,
-        "creds-reader",
-        r#"path "database/creds/*" { capabilities = ["read"] }"#,
-    )
-    .await;
     let mut issued = Vec::new();
+    // One pgsecrets per trial: a mount holds one registration of a server,
+    // and a disabled cluster keeps holding it. Each is kept running until
+    // its revocations are seen through.
+    let mut servers = Vec::new();
     for trial in 0..TRIALS {
+        let s = TestServer::start().await;
+        let reader = token_for(
+            &s,
+            "creds-reader",
+            r#"path "database/creds/*" { capabilities = ["read"] }"#,
+        )
+        .await;
         let cluster = format!("adv-dis-{trial}");
         let creds = setup(&s, pg, &cluster, json!({"default_ttl": "1h"})).await;
         let mut set = JoinSet::new();
@@ -169,9 +173,11 @@ async fn credentials_racing_a_disable_are_refused_with_4xx_and_leave_no_user() {
                 _ => panic!("trial {trial}: {status} {text}"),
             }
         }
+        servers.push(s);
     }
     // Every user issued before a disable is revoked by it.
     for user in &issued {
         wait_until_gone(pg, user, Duration::from_secs(60)).await;
     }
+    drop(servers);
 }

@@ -16,11 +16,16 @@
 //!   credentials while the cluster is disabled;
 //! - `leases`: renewals racing a revocation (direct, background, by prefix,
 //!   by token), a crash after a revocation was accepted, leases that end
-//!   before their duration.
+//!   before their duration;
+//! - `registration`: one server registered under a second name (or with a
+//!   role another cluster manages), reconcile across registrations, cluster
+//!   names that prefix others, and racing registrations (one mount, two
+//!   pgsecrets) that must never store a root password that fails.
 
 mod disable;
 mod http;
 mod leases;
 mod logs;
 mod passwords;
+mod registration;
 mod tokens;
