@@ -14,6 +14,7 @@ pub mod gc;
 pub mod info;
 pub mod metadata;
 pub mod names;
+pub mod owner_role;
 pub mod pools;
 pub mod reconcile;
 pub mod records;
@@ -101,6 +102,15 @@ pub enum Error {
     Postgres(String),
     #[error("{what} still has {count} outstanding lease(s): wait for their revocation or use sys/leases/revoke-force")]
     HasLeases { what: String, count: usize },
+    /// The objects-owner role breaks the no-privilege rule (see `owner_role`).
+    #[error("{message}")]
+    OwnerRefused { message: String },
+    /// `template0`/`template1`: never created, adopted or initialised.
+    #[error("database {database:?} is one of PostgreSQL's template databases: every new database is copied from template1, so an owner role's grants there would spread to all of them, and a pgsecrets connection held to it would make every CREATE DATABASE fail; pick another database")]
+    TemplateDatabase { database: String },
+    /// What the request asks needs `sudo` on the path.
+    #[error("permission denied: {message}")]
+    SudoRequired { message: String },
     #[error("stopped at fault point {point}")]
     Fault { point: &'static str },
     #[error(transparent)]

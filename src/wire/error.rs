@@ -117,7 +117,10 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | engine::Error::NotDisabled { .. }
             | engine::Error::HasLeases { .. }
             | engine::Error::PoolClosed { .. }
+            | engine::Error::OwnerRefused { .. }
+            | engine::Error::TemplateDatabase { .. }
             | engine::Error::Refused { .. } => bad(e),
+            engine::Error::SudoRequired { .. } => (StatusCode::FORBIDDEN, vec![e.to_string()]),
             engine::Error::Lease(inner) => lease_status(inner),
             engine::Error::Unreachable { .. }
             | engine::Error::Tls(_)
