@@ -8,8 +8,9 @@
 //! (`owner_role`), so a privileged owner refuses the issue with no user
 //! made. One durable write per credential, and a crash at any point
 //! leaves every created user under a lease: at worst a lease whose user
-//! was never created, whose revocation finds no user and succeeds. A creation that certainly failed removes its lease; one whose
-//! outcome is unknown (the connection broke) is revoked at once.
+//! was never created, whose revocation finds no user and succeeds. A
+//! creation that certainly failed removes its lease; one whose outcome is
+//! unknown (the connection broke) is revoked at once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -10,9 +10,14 @@
 //!   idle keep-alive connections);
 //! - `logs`: secrets in logs at `trace`;
 //! - `disable`: purging a cluster whose users await revocation, issuing
-//!   credentials while the cluster is disabled.
+//!   credentials while the cluster is disabled;
+//! - `owner`: privileged objects-owner roles (predefined, CREATEROLE,
+//!   superuser, chains, pgsecrets' own roles and users, memberships
+//!   changed after the write), adopting without sudo, template databases
+//!   and `postgres`.
 
 mod disable;
 mod http;
 mod logs;
+mod owner;
 mod tokens;
