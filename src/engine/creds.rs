@@ -18,10 +18,10 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 
+use super::owner_role::{self, ClusterRoles};
 use super::pools::Who;
 use super::records::{ClusterRecord, DatabaseRecord, RoleRecord, State};
 use super::username::Template;
-use super::owner_role::{self, ClusterRoles};
 use super::{template, Engine, Error};
 use crate::lease::{ttl, LeaseEntry, TtlLimits};
 use crate::logical::{handler, Field, Operation, Request, Response, Route, Secret};

@@ -8,15 +8,21 @@
 //! gets USAGE and CREATE there explicitly. Since PostgreSQL 16 a CREATEROLE
 //! role may only grant membership in roles it holds ADMIN OPTION on, so the
 //! management role is given the owner role WITH ADMIN OPTION.
+//!
+//! Because every issued user acts as the owner, the owner must carry no
+//! privilege (`owner_role`): without sudo it is always a role pgsecrets
+//! creates, and an adopted one is checked before it is granted to the
+//! management role. The template databases are never set up, and adopting
+//! the maintenance database needs sudo.
 
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::cluster::root_login_error;
+use super::owner_role::{self, ClusterRoles};
 use super::pools::{self, Who};
 use super::records::{now, ClusterRecord, DatabaseRecord, State};
-use super::owner_role::{self, ClusterRoles};
 use super::{names, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres::{ident, literal};
@@ -47,7 +53,7 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
     )
     .field(Field::string(
         "objects_owner_role",
-        "Name of the objects-owner role (default: generated).",
+        "Name of the objects-owner role (default: generated). Without sudo it must not exist yet; with sudo an existing unprivileged role may be adopted.",
     ))
     .existence(handler(engine, exists))
     .op(
@@ -140,7 +146,10 @@ async fn write_database(engine: Arc<Engine>, req: Request) -> Result<Response, A
             disabled_at: None,
         },
     };
-    if !record.created_db && (name == MAINTENANCE_DATABASE || name == cluster.database) && !req.caller.sudo {
+    if !record.created_db
+        && (name == MAINTENANCE_DATABASE || name == cluster.database)
+        && !req.caller.sudo
+    {
         return Err(Error::SudoRequired {
             message: format!("adopting database {name:?}, the cluster's maintenance database where pgsecrets' own connections run, needs sudo on the path"),
         }
@@ -369,4 +378,4 @@ async fn disable_database(engine: Arc<Engine>, req: Request) -> Result<Response,
     Ok(super::cluster::disabled_response(revoking))
 }
 
-const DATABASE_HELP: &str = "Writing creates the database (quoted identifier; unless `create_db=false`, which adopts an existing one) and initialises it: an objects-owner role (`objects_owner_role`, default `v-owner-<db>-<random>`) that every temporary user of the database is a member of, with CONNECT and TEMPORARY on the database and USAGE and CREATE on schema `public` (PostgreSQL 15+ no longer grants CREATE there to PUBLIC); the management role gets it WITH ADMIN OPTION (PostgreSQL 16+ requires that to grant membership). Objects one temporary user creates stay usable by the next and survive its revocation. Creating a database that already exists is refused; writing an active one changes nothing; writing a disabled one re-activates it. The cluster must be active. Deleting disables the database: its configuration is kept, new credentials are refused and outstanding leases revoked.";
+const DATABASE_HELP: &str = "Writing creates the database (quoted identifier; unless `create_db=false`, which adopts an existing one) and initialises it: an objects-owner role (`objects_owner_role`, default `v-owner-<db>-<random>`) that every temporary user of the database is a member of, with CONNECT and TEMPORARY on the database and USAGE and CREATE on schema `public` (PostgreSQL 15+ no longer grants CREATE there to PUBLIC); the management role gets it WITH ADMIN OPTION (PostgreSQL 16+ requires that to grant membership). Objects one temporary user creates stay usable by the next and survive its revocation. Every issued user acts as the objects owner, so the owner must carry no privilege. Without `sudo` on the path the owner is a role pgsecrets creates: `objects_owner_role` must name a role that does not exist yet (an existing one is refused with 403), and `initialize=false` (which leaves the owner to whatever role of that name exists when credentials are issued) needs sudo. With sudo an existing role may be adopted (its members and objects become reachable by every issued user), but never one that is, or is a member (directly or through other roles) of, a role with SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, a predefined `pg_*` role, the cluster's root or management role, or an issued user (a login role named `v-...` or with `VALID UNTIL`); members of the owner do not count, since a membership passes rights only to the member. The rule is checked when the database is written and again on every credential issue (in the same round trip as the user's creation), so an owner made privileged later refuses credentials with 400 and no user is created; users issued before keep their membership until revoked. `template0` and `template1` are refused: every new database is copied from template1. Adopting `postgres` (or the cluster's connection database), the maintenance database where pgsecrets' own root and management connections run, needs sudo: it gives the owner, and so every issued user, CONNECT, TEMPORARY and CREATE on schema `public` there, where objects they create sit next to the sessions of the cluster's most privileged roles, and pgsecrets keeps a pooled connection to it. Creating a database that already exists is refused; writing an active one changes nothing; writing a disabled one re-activates it. The cluster must be active. Deleting disables the database: its configuration is kept, new credentials are refused and outstanding leases revoked.";

@@ -117,7 +117,9 @@ pub fn guard(owner: &str, roles: &ClusterRoles) -> Result<String, Error> {
     for name in [owner, roles.root, roles.management] {
         if name.contains(TAG) {
             return Err(Error::OwnerRefused {
-                message: format!("role name {name:?} holds {TAG:?}, which pgsecrets' owner check cannot quote"),
+                message: format!(
+                    "role name {name:?} holds {TAG:?}, which pgsecrets' owner check cannot quote"
+                ),
             });
         }
     }

@@ -73,7 +73,11 @@ impl Attack {
     async fn write_db(&self, token: &str, db: &str, body: serde_json::Value) -> (u16, String) {
         let r = self
             .s
-            .write_as(token, &format!("database/cluster/{}/{db}", self.cluster), body)
+            .write_as(
+                token,
+                &format!("database/cluster/{}/{db}", self.cluster),
+                body,
+            )
             .await;
         (r.status.as_u16(), r.text)
     }
@@ -241,10 +245,9 @@ async fn a_role_two_grants_below_a_privileged_one_is_refused() {
 async fn the_management_and_root_roles_and_issued_users_are_refused_as_owner() {
     let pg = Pg::shared();
     let a = attack(pg, "adv-own-self").await;
-    let r = a
-        .s
-        .write("database/cluster/adv-own-self/adv_own_self_db", json!({}))
-        .await;
+    let r =
+        a.s.write("database/cluster/adv-own-self/adv_own_self_db", json!({}))
+            .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let (status, text) = a.issue("adv_own_self_db").await;
     assert_eq!(status, 200, "{text}");
@@ -257,7 +260,9 @@ async fn the_management_and_root_roles_and_issued_users_are_refused_as_owner() {
         (issued.as_str(), "issued user"),
     ] {
         let body = json!({"objects_owner_role": role});
-        let (status, text) = a.write_db(&a.writer, "adv_own_self_db2", body.clone()).await;
+        let (status, text) = a
+            .write_db(&a.writer, "adv_own_self_db2", body.clone())
+            .await;
         assert_refused(status, &text, 403, "needs sudo");
         let (status, text) = a.write_db(&a.sudo, "adv_own_self_db2", body).await;
         assert_refused(status, &text, 400, rule);
@@ -273,7 +278,9 @@ async fn adopting_a_plain_role_needs_sudo_and_then_gives_no_privilege() {
     let a = attack(pg, "adv-own-plain").await;
     admin(pg, "CREATE ROLE adv_own_plain NOLOGIN").await;
     let body = json!({"objects_owner_role": "adv_own_plain"});
-    let (status, text) = a.write_db(&a.writer, "adv_own_plain_db", body.clone()).await;
+    let (status, text) = a
+        .write_db(&a.writer, "adv_own_plain_db", body.clone())
+        .await;
     assert_refused(status, &text, 403, "adopting an existing role");
     assert!(!is_member(pg, &a.management, "adv_own_plain").await);
     a.nothing_left(pg, "adv_own_plain_db").await;
@@ -291,7 +298,10 @@ async fn adopting_a_plain_role_needs_sudo_and_then_gives_no_privilege() {
     assert!(is_member(pg, user, "adv_own_plain").await);
     // The issued user, acting as the owner, can neither run programs as
     // the server's OS user nor create roles.
-    let client = pg.connect(user, password, "adv_own_plain_db").await.unwrap();
+    let client = pg
+        .connect(user, password, "adv_own_plain_db")
+        .await
+        .unwrap();
     client
         .batch_execute("CREATE TABLE adv_own_out (line text)")
         .await
@@ -337,10 +347,9 @@ async fn an_owner_made_privileged_after_the_write_refuses_every_later_issue() {
         members,
         "no user created"
     );
-    let r = a
-        .s
-        .list("sys/leases/lookup/database/creds/adv-own-later/adv_own_later_db/app/")
-        .await;
+    let r =
+        a.s.list("sys/leases/lookup/database/creds/adv-own-later/adv_own_later_db/app/")
+            .await;
     assert_eq!(r.data()["keys"].as_array().unwrap().len(), 1, "{}", r.text);
 
     let (status, text) = a
@@ -378,7 +387,9 @@ async fn template_databases_are_never_set_up_and_postgres_needs_sudo() {
             let (status, text) = a.write_db(token, db, body).await;
             assert_refused(status, &text, 400, "template databases");
         }
-        let r = a.s.read(&format!("database/cluster/adv-own-sys/{db}")).await;
+        let r =
+            a.s.read(&format!("database/cluster/adv-own-sys/{db}"))
+                .await;
         assert_eq!(r.status, 404, "{}", r.text);
     }
     assert_eq!(datacl(&pg, "template1").await, template_acl);
@@ -394,10 +405,9 @@ async fn template_databases_are_never_set_up_and_postgres_needs_sudo() {
         .get::<_, i64>(0);
     assert_eq!(owners, 0);
     // CREATE DATABASE still works.
-    let r = a
-        .s
-        .write("database/cluster/adv-own-sys/adv_own_after", json!({}))
-        .await;
+    let r =
+        a.s.write("database/cluster/adv-own-sys/adv_own_after", json!({}))
+            .await;
     assert_eq!(r.status, 200, "{}", r.text);
 
     // `postgres`, where pgsecrets' own connections run: adopting it is a
