@@ -52,8 +52,12 @@ pub fn check_name(owner: &str) -> Result<(), Error> {
 }
 
 /// One query answering the first rule `owner` breaks as a message, or no
-/// row. The recursive CTE dedupes by role oid, so it ends and stays linear
-/// in the roles reached whatever the shape of the membership graph.
+/// row. The recursive CTE dedupes by role oid, so it ends whatever the
+/// shape of the membership graph. Each step is a LATERAL subquery kept
+/// apart by `OFFSET 0`: it stays an index lookup (`pg_auth_members` by
+/// member, `pg_authid` by oid), so the cost follows the owner's few
+/// ancestors; as a plain join the CTE's row estimate makes the planner scan
+/// both catalogs, whose size grows with every live issued user.
 fn problem_query(owner: &str, roles: &ClusterRoles) -> String {
     let (owner, root, management) = (
         literal(owner),
@@ -64,29 +68,30 @@ fn problem_query(owner: &str, roles: &ClusterRoles) -> String {
         "WITH RECURSIVE up(oid) AS (
     SELECT oid FROM pg_catalog.pg_roles WHERE rolname = {owner}
   UNION
-    SELECT m.roleid FROM up JOIN pg_catalog.pg_auth_members m ON m.member = up.oid
-), rules AS (
-  SELECT r.rolname::text AS role_name, r.rolname = {owner} AS itself,
-    CASE
-      WHEN r.rolname = {root} THEN 'the cluster''s root role'
-      WHEN r.rolname = {management} THEN 'the cluster''s management role'
-      WHEN r.rolcanlogin AND (pg_catalog.left(r.rolname, 2) = 'v-'
-          OR (r.rolvaliduntil IS NOT NULL AND r.rolvaliduntil <> 'infinity'))
-        THEN 'an issued user (a login role named v-... or with VALID UNTIL)'
-      WHEN r.rolsuper THEN 'a role with SUPERUSER'
-      WHEN r.rolcreaterole THEN 'a role with CREATEROLE'
-      WHEN r.rolcreatedb THEN 'a role with CREATEDB'
-      WHEN r.rolreplication THEN 'a role with REPLICATION'
-      WHEN r.rolbypassrls THEN 'a role with BYPASSRLS'
-      WHEN pg_catalog.left(r.rolname, 3) = 'pg_' THEN 'a predefined role (pg_*)'
-    END AS broken
-  FROM up JOIN pg_catalog.pg_roles r ON r.oid = up.oid
+    SELECT m.roleid FROM up, LATERAL (
+      SELECT roleid FROM pg_catalog.pg_auth_members WHERE member = up.oid OFFSET 0) m
 )
-SELECT CASE WHEN itself
-    THEN pg_catalog.format('objects_owner_role \"%s\" is refused: it is %s; the objects owner must carry no privilege beyond its own objects', role_name, broken)
-    ELSE pg_catalog.format('objects_owner_role \"%s\" is refused: it is a member (directly or through other roles) of \"%s\", %s; the objects owner must carry no privilege beyond its own objects', {owner}, role_name, broken)
+SELECT CASE WHEN r.itself
+    THEN pg_catalog.format('objects_owner_role \"%s\" is refused: it is %s; the objects owner must carry no privilege beyond its own objects', r.rolname, r.broken)
+    ELSE pg_catalog.format('objects_owner_role \"%s\" is refused: it is a member (directly or through other roles) of \"%s\", %s; the objects owner must carry no privilege beyond its own objects', {owner}, r.rolname, r.broken)
   END
-FROM rules WHERE broken IS NOT NULL ORDER BY itself DESC, role_name LIMIT 1"
+FROM up, LATERAL (
+  SELECT rolname::text, rolname = {owner} AS itself,
+    CASE
+      WHEN rolname = {root} THEN 'the cluster''s root role'
+      WHEN rolname = {management} THEN 'the cluster''s management role'
+      WHEN rolcanlogin AND (pg_catalog.left(rolname, 2) = 'v-'
+          OR (rolvaliduntil IS NOT NULL AND rolvaliduntil <> 'infinity'))
+        THEN 'an issued user (a login role named v-... or with VALID UNTIL)'
+      WHEN rolsuper THEN 'a role with SUPERUSER'
+      WHEN rolcreaterole THEN 'a role with CREATEROLE'
+      WHEN rolcreatedb THEN 'a role with CREATEDB'
+      WHEN rolreplication THEN 'a role with REPLICATION'
+      WHEN rolbypassrls THEN 'a role with BYPASSRLS'
+      WHEN pg_catalog.left(rolname, 3) = 'pg_' THEN 'a predefined role (pg_*)'
+    END AS broken
+  FROM pg_catalog.pg_roles WHERE oid = up.oid OFFSET 0) r
+WHERE r.broken IS NOT NULL ORDER BY r.itself DESC, r.rolname LIMIT 1"
     )
 }
 
