@@ -167,6 +167,8 @@ async fn write_database(engine: Arc<Engine>, req: Request) -> Result<Response, A
             }
             .into());
         }
+        // Memberships may have changed while it was disabled.
+        owner_role::check(&root, &record.objects_owner_role, &roles).await?;
     } else {
         // Every check comes before the intent is written, so a refused
         // request leaves nothing behind.

@@ -351,6 +351,17 @@ async fn an_owner_made_privileged_after_the_write_refuses_every_later_issue() {
         a.s.list("sys/leases/lookup/database/creds/adv-own-later/adv_own_later_db/app/")
             .await;
     assert_eq!(r.data()["keys"].as_array().unwrap().len(), 1, "{}", r.text);
+    // Disabled and written again, it is checked again and stays disabled.
+    let r =
+        a.s.delete("database/cluster/adv-own-later/adv_own_later_db")
+            .await;
+    assert!(r.status == 204 || r.status == 200, "{}", r.text);
+    let (status, text) = a.write_db(&a.writer, "adv_own_later_db", json!({})).await;
+    assert_refused(status, &text, 400, "pg_execute_server_program");
+    let r =
+        a.s.read("database/cluster/adv-own-later/adv_own_later_db")
+            .await;
+    assert_eq!(r.data()["state"], "disabled", "{}", r.text);
 
     let (status, text) = a
         .write_db(
