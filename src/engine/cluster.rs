@@ -257,7 +257,7 @@ async fn update(
             || candidate.ssl_root_cert != record.ssl_root_cert)
     {
         return Err(Error::SudoRequired {
-            what: "changing the TLS settings (ssl_mode, ssl_root_cert) of a registered cluster",
+            message: "changing the TLS settings (ssl_mode, ssl_root_cert) of a registered cluster needs sudo on this path".into(),
         }
         .into());
     }

@@ -4,11 +4,13 @@
 //! Order, for crash safety: the lease (username, cluster, database, expiry)
 //! is stored durably first; then the role's statements run as the
 //! management role in one transaction in the target database; then the
-//! credentials are returned. One durable write per credential, and a crash
-//! at any point leaves every created user under a lease: at worst a lease
-//! whose user was never created, whose revocation finds no user and
-//! succeeds. A creation that certainly failed removes its lease; one whose
-//! outcome is unknown (the connection broke) is revoked at once.
+//! credentials are returned. The script starts with the objects-owner check
+//! (`owner_role`), so a privileged owner refuses the issue with no user
+//! made. One durable write per credential, and a crash at any point
+//! leaves every created user under a lease: at worst a lease whose user
+//! was never created, whose revocation finds no user and succeeds. A
+//! creation that certainly failed removes its lease; one whose outcome is
+//! unknown (the connection broke) is revoked at once.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 
+use super::owner_role::{self, ClusterRoles};
 use super::pools::Who;
 use super::records::{ClusterRecord, DatabaseRecord, RoleRecord, State};
 use super::username::Template;
@@ -181,17 +184,29 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
         .await
         .map_err(|e| Error::Postgres(format!("hashing task failed: {e}")))?;
     let values = template_values(&cluster, &db, &username, &verifier, expire_time);
-    let statements: Vec<String> = if role.creation_statements.is_empty() {
-        DEFAULT_CREATION
-            .iter()
-            .map(|s| template::render(s, &values))
-            .collect()
-    } else {
-        role.creation_statements
-            .iter()
-            .map(|s| template::render(s, &values))
-            .collect()
-    };
+    // The owner is checked again on every issue (memberships change behind
+    // pgsecrets' back): the script's first statement, same round trip.
+    let guard = owner_role::guard(
+        &db.objects_owner_role,
+        &ClusterRoles {
+            root: &cluster.username,
+            management: &cluster.management_role,
+        },
+    )?;
+    let creation: &[String] = &role.creation_statements;
+    let statements: Vec<String> = std::iter::once(guard)
+        .chain(if creation.is_empty() {
+            DEFAULT_CREATION
+                .iter()
+                .map(|s| template::render(s, &values))
+                .collect::<Vec<_>>()
+        } else {
+            creation
+                .iter()
+                .map(|s| template::render(s, &values))
+                .collect()
+        })
+        .collect();
 
     let lease_id = format!(
         "{}{}/{}",
@@ -255,7 +270,7 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
         } else {
             pending.maybe_created().await?;
         }
-        return Err(error.into());
+        return Err(owner_role::refusal(error).into());
     }
     drop(client);
     // The lease was durable before the user existed: nothing more to write.

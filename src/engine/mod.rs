@@ -15,6 +15,7 @@ pub mod identity;
 pub mod info;
 pub mod metadata;
 pub mod names;
+pub mod owner_role;
 pub mod pools;
 pub mod reconcile;
 pub mod records;
@@ -76,10 +77,6 @@ pub enum Error {
     DatabaseMissing { cluster: String, database: String },
     #[error("unknown role: {name}")]
     RoleNotFound { name: String },
-    /// The operation is allowed on the path, but this use of it is a
-    /// decision the policy must grant `sudo` for.
-    #[error("permission denied: {what} needs sudo on this path")]
-    SudoRequired { what: &'static str },
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
     #[error("missing required field {field:?} to register a new cluster")]
@@ -130,6 +127,16 @@ pub enum Error {
     Postgres(String),
     #[error("{what} still has {count} outstanding lease(s): wait for their revocation or use sys/leases/revoke-force")]
     HasLeases { what: String, count: usize },
+    /// The objects-owner role breaks the no-privilege rule (see `owner_role`).
+    #[error("{message}")]
+    OwnerRefused { message: String },
+    /// `template0`/`template1`: never created, adopted or initialised.
+    #[error("database {database:?} is one of PostgreSQL's template databases: every new database is copied from template1, so an owner role's grants there would spread to all of them, and a pgsecrets connection held to it would make every CREATE DATABASE fail; pick another database")]
+    TemplateDatabase { database: String },
+    /// The operation is allowed on the path, but this use of it is a
+    /// decision the policy must grant `sudo` for; the message names it.
+    #[error("permission denied: {message}")]
+    SudoRequired { message: String },
     #[error("stopped at fault point {point}")]
     Fault { point: &'static str },
     #[error(transparent)]

@@ -126,6 +126,8 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | engine::Error::HasLeases { .. }
             | engine::Error::PoolClosed { .. }
             | engine::Error::InsecureAuth { .. }
+            | engine::Error::OwnerRefused { .. }
+            | engine::Error::TemplateDatabase { .. }
             | engine::Error::Refused { .. } => bad(e),
             engine::Error::Lease(inner) => lease_status(inner),
             engine::Error::Unreachable { .. }

@@ -20,12 +20,17 @@
 //! - `registration`: one server registered under a second name (or with a
 //!   role another cluster manages), reconcile across registrations, cluster
 //!   names that prefix others, and racing registrations (one mount, two
-//!   pgsecrets) that must never store a root password that fails.
+//!   pgsecrets) that must never store a root password that fails;
+//! - `owner`: privileged objects-owner roles (predefined, CREATEROLE,
+//!   superuser, chains, pgsecrets' own roles and users, memberships
+//!   changed after the write), adopting without sudo, template databases
+//!   and `postgres`.
 
 mod disable;
 mod http;
 mod leases;
 mod logs;
+mod owner;
 mod passwords;
 mod registration;
 mod tokens;
