@@ -14,7 +14,7 @@ use chrono::Utc;
 use ring::digest;
 use serde::{Deserialize, Serialize};
 
-use super::Error;
+use super::{token_ttl, Error};
 use crate::random;
 use crate::storage::{Op, Storage};
 
@@ -41,6 +41,10 @@ pub struct TokenEntry {
     pub parent_hash: Option<String>,
     pub path: String,
     pub last_renewal: Option<i64>,
+    /// The TTL the last renewal granted (0: none yet, `creation_ttl`
+    /// stands): a renewal without `increment` grants it again, as Vault.
+    #[serde(default)]
+    pub last_ttl: u64,
 }
 
 impl TokenEntry {
@@ -74,6 +78,65 @@ pub struct NewToken {
     pub renewable: bool,
     pub no_parent: bool,
     pub no_default_policy: bool,
+    /// The creator holds root or sudo on the create path: it may choose
+    /// the id, a period, `no_parent` and policies it does not hold.
+    pub sudo: bool,
+    /// An orphan by the route (`create-orphan`), which needs no sudo;
+    /// `no_parent` does.
+    pub orphan: bool,
+}
+
+/// A token just created: its value (shown once), its entry, and the
+/// warnings Vault would send with it.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub token: String,
+    pub entry: TokenEntry,
+    pub warnings: Vec<String>,
+}
+
+/// The new token's policies, as Vault chooses them: the parent's when none
+/// are asked; otherwise a subset of the parent's unless the creator has
+/// sudo. `default` is added when the creator has sudo, or the parent has
+/// it, and never when `no_default_policy` is set (even if named).
+fn child_policies(
+    parent: Option<&TokenEntry>,
+    request: &NewToken,
+    sudo: bool,
+) -> Result<Vec<String>, Error> {
+    let mut policies: Vec<String> = request
+        .policies
+        .iter()
+        .map(|p| super::policy::normalize_name(p))
+        .filter(|p| !p.is_empty())
+        .collect();
+    policies.sort();
+    policies.dedup();
+    let parent_policies = parent.map(|p| p.policies.clone()).unwrap_or_default();
+    let parent_has_default = parent_policies.iter().any(|p| p == "default");
+    let add_default = if policies.is_empty() {
+        policies = parent_policies.clone();
+        parent_has_default
+    } else if !sudo {
+        if !policies.iter().all(|p| parent_policies.contains(p)) {
+            return Err(Error::PoliciesNotSubset);
+        }
+        parent_has_default
+    } else {
+        true
+    };
+    let is_root = policies.iter().any(|p| p == "root");
+    if add_default && !is_root && !policies.iter().any(|p| p == "default") {
+        policies.push("default".into());
+    }
+    if request.no_default_policy {
+        policies.retain(|p| p != "default");
+    }
+    policies.sort();
+    if is_root && parent.is_some_and(|p| !p.is_root()) {
+        return Err(Error::RootPolicyNeedsRoot);
+    }
+    Ok(policies)
 }
 
 pub fn hash(token: &str) -> String {
@@ -158,60 +221,46 @@ impl TokenStore {
             no_parent: true,
             ..NewToken::default()
         };
-        let (token, _) = self.create(None, request).await?;
-        Ok(token)
+        Ok(self.create(None, request).await?.token)
     }
 
     /// Creates a token as a child of `parent` (or an orphan when `parent` is
     /// `None` or `no_parent` is asked by a root token).
+    ///
+    /// The checks follow Vault's `handleCreateCommon`, in its order: what a
+    /// creator may ask for depends on `request.sudo` (root, or sudo on the
+    /// create path), not on the parent's policies alone.
     pub async fn create(
         &self,
         parent: Option<&TokenEntry>,
         request: NewToken,
-    ) -> Result<(String, TokenEntry), Error> {
+    ) -> Result<Issued, Error> {
         let now = Utc::now().timestamp();
-        let parent_is_root = parent.map(TokenEntry::is_root).unwrap_or(true);
-        let mut policies: Vec<String> = request
-            .policies
-            .iter()
-            .map(|p| super::policy::normalize_name(p))
-            .filter(|p| !p.is_empty())
-            .collect();
-        if policies.is_empty() {
-            if let Some(parent) = parent {
-                policies = parent.policies.clone();
-            }
-        }
-        if !request.no_default_policy && !policies.iter().any(|p| p == "default" || p == "root") {
-            policies.push("default".into());
-        }
-        policies.sort();
-        policies.dedup();
-        if policies.iter().any(|p| p == "root") && !parent_is_root {
-            return Err(Error::RootPolicyNeedsRoot);
-        }
-        if let Some(parent) = parent.filter(|p| !p.is_root()) {
-            let extra: Vec<&String> = policies
-                .iter()
-                .filter(|p| *p != "default" && !parent.policies.contains(p))
-                .collect();
-            if !extra.is_empty() {
-                return Err(Error::PoliciesNotSubset {
-                    requested: policies.join(", "),
-                    allowed: parent.policies.join(", "),
-                });
-            }
-        }
-        if request.num_uses < 0 {
-            return Err(Error::NegativeUses);
-        }
+        // No parent: the store itself creates the root token.
+        let sudo = request.sudo || parent.is_none();
         // A child would multiply a limited token's uses (Vault refuses too).
         if parent.is_some_and(|p| p.num_uses != 0) {
             return Err(Error::RestrictedUseParent);
         }
+        if request.num_uses < 0 {
+            return Err(Error::NegativeUses);
+        }
+        if request.id.is_some() && !sudo {
+            return Err(Error::SudoRequired("specify token id"));
+        }
+        let policies = child_policies(parent, &request, sudo)?;
+        if request.no_parent && !sudo {
+            return Err(Error::SudoRequired("create orphan token"));
+        }
+        if request.period > 0 && !sudo {
+            return Err(Error::SudoRequired("create periodic token"));
+        }
         let token = match request.id {
             Some(id) => {
-                if id.len() < 8 || id.chars().any(char::is_whitespace) {
+                if id.contains('.') {
+                    return Err(Error::TokenIdHasPeriod);
+                }
+                if id.chars().any(char::is_whitespace) {
                     return Err(Error::BadTokenId);
                 }
                 id
@@ -223,20 +272,32 @@ impl TokenStore {
             return Err(Error::TokenIdInUse);
         }
         let is_root = policies.iter().any(|p| p == "root");
-        let ttl = if request.period > 0 {
-            request.period
+        let wanted = request.ttl.unwrap_or(0);
+        // Root tokens asking for no TTL and no period never expire, as in
+        // Vault; every other token gets a TTL, capped and warned about.
+        let mut granted = if is_root && wanted == 0 && request.period == 0 {
+            token_ttl::Granted {
+                ttl: 0,
+                warnings: Vec::new(),
+            }
         } else {
-            request.ttl.filter(|t| *t > 0).unwrap_or(SYSTEM_MAX_TTL)
+            token_ttl::calculate(
+                wanted,
+                SYSTEM_MAX_TTL,
+                request.period,
+                request.explicit_max_ttl,
+                SYSTEM_MAX_TTL,
+                now,
+                now,
+            )
         };
-        let max = if request.explicit_max_ttl > 0 {
-            request.explicit_max_ttl.min(SYSTEM_MAX_TTL)
-        } else {
-            SYSTEM_MAX_TTL
-        };
-        let ttl = ttl.min(max);
-        // Root tokens without an explicit TTL never expire, as in Vault.
-        let expires = !(is_root && request.ttl.unwrap_or(0) == 0 && request.explicit_max_ttl == 0);
-        let orphan = parent.is_none() || request.no_parent;
+        // ... but even root tokens are bound by an explicit maximum.
+        if granted.ttl == 0 && request.explicit_max_ttl > 0 {
+            granted.ttl = request.explicit_max_ttl.min(SYSTEM_MAX_TTL);
+        }
+        let ttl = granted.ttl;
+        let expires = ttl > 0;
+        let orphan = parent.is_none() || request.no_parent || request.orphan;
         let entry = TokenEntry {
             id_hash: id_hash.clone(),
             accessor: random::alphanumeric(24),
@@ -262,6 +323,7 @@ impl TokenStore {
             },
             path: "auth/token/create".into(),
             last_renewal: None,
+            last_ttl: 0,
         };
         let mut ops = vec![
             Op::Put {
@@ -283,7 +345,11 @@ impl TokenStore {
             ops.push(Op::put(expiry_key(at, &id_hash), Vec::new()));
         }
         self.storage.apply(ops).await?;
-        Ok((token, entry))
+        Ok(Issued {
+            token,
+            entry,
+            warnings: granted.warnings,
+        })
     }
 
     /// The live entry of a token value; expired tokens are revoked on sight.
@@ -351,30 +417,37 @@ impl TokenStore {
         Ok(Some(last))
     }
 
-    /// Extends a token from now by `increment` (or its original TTL), capped by
-    /// its maximum from creation time, as Vault computes lease TTLs.
-    pub async fn renew(&self, entry: &TokenEntry, increment: u64) -> Result<TokenEntry, Error> {
+    /// Extends a token from now by `increment` (or the TTL its last renewal
+    /// or its creation granted), capped by its maximum from creation time;
+    /// a periodic token gets its period whatever is asked. Returns the
+    /// renewed entry and the warnings about capping.
+    pub async fn renew(
+        &self,
+        entry: &TokenEntry,
+        increment: u64,
+    ) -> Result<(TokenEntry, Vec<String>), Error> {
         if !entry.renewable || entry.expire_time.is_none() {
             return Err(Error::NotRenewable);
         }
         let now = Utc::now().timestamp();
-        let wanted = if entry.period > 0 {
-            entry.period
-        } else if increment > 0 {
-            increment
-        } else {
-            entry.creation_ttl
+        let last = match entry.last_ttl {
+            0 => entry.creation_ttl,
+            t => t,
         };
-        let max = if entry.explicit_max_ttl > 0 {
-            entry.explicit_max_ttl.min(SYSTEM_MAX_TTL)
-        } else {
-            SYSTEM_MAX_TTL
-        };
-        let hard_end = entry.creation_time + max as i64;
+        let granted = token_ttl::calculate(
+            increment,
+            last,
+            entry.period,
+            entry.explicit_max_ttl,
+            SYSTEM_MAX_TTL,
+            entry.creation_time,
+            now,
+        );
         let mut updated = entry.clone();
-        let expire = (now + wanted as i64).min(hard_end);
+        let expire = now + granted.ttl as i64;
         updated.expire_time = Some(expire);
         updated.last_renewal = Some(now);
+        updated.last_ttl = granted.ttl;
         let mut ops = vec![
             Op::put(
                 id_key(&entry.id_hash),
@@ -386,7 +459,7 @@ impl TokenStore {
             ops.push(Op::delete(expiry_key(old, &entry.id_hash)));
         }
         self.storage.apply(ops).await?;
-        Ok(updated)
+        Ok((updated, granted.warnings))
     }
 
     /// Every live token's accessor (`LIST auth/token/accessors`).

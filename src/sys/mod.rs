@@ -33,6 +33,8 @@ pub enum Error {
     AccessorRequired,
     #[error("invalid accessor")]
     UnknownAccessor,
+    #[error("token not found")]
+    TokenNotFound,
 }
 
 /// Identity of this pgsecrets installation, created at initialisation.

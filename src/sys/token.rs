@@ -13,16 +13,16 @@ use crate::Error as AnyError;
 pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
     let create_fields = || {
         vec![
-            Field::string("id", "Value of the new token (default: random). Root only in Vault; allowed for any creator here."),
-            Field::list("policies", "Policies of the new token; a non-root creator may only give its own."),
+            Field::string("id", "Value of the new token (default: random); needs root or sudo, and may not contain '.'."),
+            Field::list("policies", "Policies of the new token (default: the creator's); without root or sudo, only the creator's own."),
             Field::map("meta", "Metadata kept with the token and returned by lookups."),
-            Field::bool("no_parent", "Create an orphan (root tokens only)."),
+            Field::bool("no_parent", "Create an orphan; needs root or sudo (`create-orphan` does not)."),
             Field::bool("no_default_policy", "Do not attach the `default` policy."),
             Field::bool("renewable", "Whether the token can be renewed.").default(json!(true)),
             Field::duration("ttl", "TTL of the token (default 768h)."),
             Field::duration("lease", "Old name of `ttl`."),
             Field::duration("explicit_max_ttl", "Hard limit on the token's life, renewals included."),
-            Field::duration("period", "Make a periodic token: every renewal extends it by this much."),
+            Field::duration("period", "Make a periodic token: every renewal extends it by this much; needs root or sudo."),
             Field::string("type", "Token type; only `service` is supported."),
             Field::string("display_name", "Name shown in lookups."),
             Field::int("num_uses", "Number of requests the token may make (0 = unlimited)."),
@@ -56,7 +56,18 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
                 handler(state, lookup_self),
             ),
         Route::new("lookup", "Look up a token by value.", LOOKUP_HELP)
-            .field(Field::string("token", "The token to look up.").sensitive())
+            .field(
+                Field::string(
+                    "token",
+                    "The token to look up (default: the calling token).",
+                )
+                .sensitive(),
+            )
+            .op(
+                Operation::Read,
+                "Look up the calling token (GET form of `lookup` without a token).",
+                handler(state, lookup),
+            )
             .op(
                 Operation::Write,
                 "Look up the given token.",
@@ -191,6 +202,9 @@ fn new_token(req: &Request) -> Result<NewToken, AnyError> {
         renewable: f.bool("renewable").unwrap_or(true),
         no_parent: f.bool("no_parent").unwrap_or(false),
         no_default_policy: f.bool("no_default_policy").unwrap_or(false),
+        // Root or sudo on the create path, as Vault decides it.
+        sudo: req.caller.sudo,
+        orphan: false,
     })
 }
 
@@ -259,21 +273,31 @@ fn lookup_data(id: &str, entry: &TokenEntry) -> Response {
 }
 
 async fn create_token(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
-    let parent = caller_entry(&state, &req).await?;
     let request = new_token(&req)?;
-    if request.no_parent && !parent.is_root() {
-        return Err(auth::Error::RootPolicyNeedsRoot.into());
-    }
-    let (token, entry) = state.tokens.create(Some(&parent), request).await?;
-    Ok(auth_response(&token, &entry))
+    issue(&state, &req, request).await
 }
 
+/// `create-orphan` needs only its own ACL: no sudo, unlike `no_parent`.
 async fn create_orphan(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
-    let parent = caller_entry(&state, &req).await?;
     let mut request = new_token(&req)?;
-    request.no_parent = true;
-    let (token, entry) = state.tokens.create(Some(&parent), request).await?;
-    Ok(auth_response(&token, &entry))
+    request.orphan = true;
+    issue(&state, &req, request).await
+}
+
+async fn issue(state: &SysState, req: &Request, request: NewToken) -> Result<Response, AnyError> {
+    let parent = caller_entry(state, req).await?;
+    let issued = state.tokens.create(Some(&parent), request).await?;
+    let mut response = auth_response(&issued.token, &issued.entry);
+    response.warnings = issued.warnings;
+    // Vault names every policy the token holds that is not written (yet).
+    for policy in issued.entry.policies.iter().filter(|p| *p != "root") {
+        if state.policies.get(policy).await?.is_none() {
+            response
+                .warnings
+                .push(format!("Policy {policy:?} does not exist"));
+        }
+    }
+    Ok(response)
 }
 
 async fn lookup_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
@@ -303,6 +327,10 @@ async fn given_token(state: &SysState, req: &Request) -> Result<(String, TokenEn
 }
 
 async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    // No token given: the caller's, as Vault does.
+    if req.fields.str("token").filter(|t| !t.is_empty()).is_none() {
+        return lookup_self(state, req).await;
+    }
     let (token, entry) = given_token(&state, &req).await?;
     Ok(lookup_data(&token, &entry))
 }
@@ -327,33 +355,45 @@ async fn lookup_accessor(state: Arc<SysState>, req: Request) -> Result<Response,
 
 async fn renew_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
     let entry = caller_entry(&state, &req).await?;
-    let renewed = state
-        .tokens
-        .renew(&entry, req.fields.duration("increment").unwrap_or(0))
-        .await?;
-    Ok(auth_response(
+    renewed(
+        &state,
+        &req,
         req.caller.token.as_deref().unwrap_or(""),
-        &renewed,
-    ))
+        &entry,
+    )
+    .await
 }
 
 async fn renew(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
-    let (token, entry) = given_token(&state, &req).await?;
-    let renewed = state
+    let token = token_field(&req)?;
+    // Vault answers 400 here, not the 403 of an unknown token elsewhere.
+    let entry = state
         .tokens
-        .renew(&entry, req.fields.duration("increment").unwrap_or(0))
-        .await?;
-    Ok(auth_response(&token, &renewed))
+        .lookup(&token)
+        .await?
+        .ok_or(Error::TokenNotFound)?;
+    renewed(&state, &req, &token, &entry).await
 }
 
 async fn renew_accessor(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
     let entry = accessor_entry(&state, &req).await?;
-    let renewed = state
-        .tokens
-        .renew(&entry, req.fields.duration("increment").unwrap_or(0))
-        .await?;
     // Only the token's hash is stored: the answer cannot carry the token.
-    Ok(auth_response("", &renewed))
+    renewed(&state, &req, "", &entry).await
+}
+
+/// Renews `entry` by the request's `increment`; the answer carries the
+/// capping warnings.
+async fn renewed(
+    state: &SysState,
+    req: &Request,
+    token: &str,
+    entry: &TokenEntry,
+) -> Result<Response, AnyError> {
+    let increment = req.fields.duration("increment").unwrap_or(0);
+    let (entry, warnings) = state.tokens.renew(entry, increment).await?;
+    let mut response = auth_response(token, &entry);
+    response.warnings = warnings;
+    Ok(response)
 }
 
 async fn revoke_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
@@ -372,9 +412,17 @@ async fn revoke(state: Arc<SysState>, req: Request) -> Result<Response, AnyError
 }
 
 async fn revoke_accessor(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
-    let entry = accessor_entry(&state, &req).await?;
-    state.tokens.revoke(&entry).await?;
-    Ok(Response::empty())
+    match accessor_entry(&state, &req).await {
+        Ok(entry) => {
+            state.tokens.revoke(&entry).await?;
+            Ok(Response::empty())
+        }
+        // Vault succeeds with a warning: the token is gone either way.
+        Err(AnyError::Sys(Error::UnknownAccessor)) => {
+            Ok(Response::empty().with_warning("No token found with this accessor"))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn revoke_orphan(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
@@ -399,10 +447,10 @@ async fn tidy(state: Arc<SysState>, _req: Request) -> Result<Response, AnyError>
     )))
 }
 
-const CREATE_HELP: &str = "Creates a service token. The new token is a child of the calling token (revoked with it) unless it is an orphan. Its policies default to the creator's; a non-root creator may only give policies it holds. The `default` policy is added unless `no_default_policy` is set. TTL defaults to 768h; `explicit_max_ttl` caps renewals; `period` makes a periodic token. The response carries the token in `auth.client_token`; it is shown once and stored only as a hash.";
-const LOOKUP_HELP: &str = "Returns a token's properties: policies, TTL, expiry, uses left, metadata. An unknown or expired token answers 403.";
-const RENEW_HELP: &str = "Extends a token's TTL from now by `increment` (default: its original TTL), capped by `explicit_max_ttl` and the system maximum from its creation. Tokens that never expire cannot be renewed.";
-const REVOKE_HELP: &str = "Revokes a token and every token created from it (except orphans). Revoking a token that does not exist succeeds.";
+const CREATE_HELP: &str = "Creates a service token. The new token is a child of the calling token (revoked with it) unless it is an orphan (`create-orphan`, or `no_parent` with root or sudo). Its policies default to the creator's; a creator without root or sudo on this path may only give policies it holds, and cannot choose the `id`, a `period` or `no_parent`. `default` is added when the creator has sudo or holds it itself, never with `no_default_policy`. TTL defaults to 768h; `explicit_max_ttl` caps it and renewals; `period` makes a periodic token (root's too). Warnings name policies that do not exist and TTLs that were capped. The response carries the token in `auth.client_token`; it is shown once and stored only as a hash.";
+const LOOKUP_HELP: &str = "Returns a token's properties: policies, TTL, expiry, uses left, metadata. An unknown or expired token answers 403; `lookup` without a token looks up the calling token.";
+const RENEW_HELP: &str = "Extends a token's TTL from now by `increment` (default: the TTL its last renewal granted, or its creation TTL), capped by `explicit_max_ttl` and the system maximum from its creation, with a warning when capped. A periodic token gets its period whatever is asked. Tokens that never expire cannot be renewed; renewing an unknown token answers 400.";
+const REVOKE_HELP: &str = "Revokes a token and every token created from it (except orphans). Revoking a token that does not exist succeeds; an unknown accessor answers 200 with a warning.";
 const REVOKE_ORPHAN_HELP: &str = "Revokes a token (and its leases) but not the tokens created from it: they become orphans and live on. Needs sudo.";
 const ACCESSORS_HELP: &str = "Lists the accessors of every live token. Needs sudo.";
 const TIDY_HELP: &str = "Revokes expired tokens now (the server also does so every second) and removes accessor and parent index entries that point at no token. Answers 200 with the counts in a warning and no data, where Vault answers 202 and tidies in the background. Needs sudo.";

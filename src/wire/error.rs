@@ -77,8 +77,10 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | auth::Error::CannotUpdateRoot
             | auth::Error::CannotDeleteRoot
             | auth::Error::CannotDeleteDefault
-            | auth::Error::PoliciesNotSubset { .. }
+            | auth::Error::PoliciesNotSubset
             | auth::Error::RootPolicyNeedsRoot
+            | auth::Error::SudoRequired(_)
+            | auth::Error::TokenIdHasPeriod
             | auth::Error::NotRenewable
             | auth::Error::TokenIdInUse
             | auth::Error::BadTokenId
@@ -95,7 +97,8 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | sys::Error::PolicyTextRequired
             | sys::Error::TokenRequired
             | sys::Error::AccessorRequired
-            | sys::Error::UnknownAccessor => bad(e),
+            | sys::Error::UnknownAccessor
+            | sys::Error::TokenNotFound => bad(e),
         },
         Error::Engine(e) => match e {
             engine::Error::ClusterNotFound { .. } | engine::Error::DatabaseNotFound { .. } => {

@@ -16,6 +16,7 @@ mod crash;
 mod creds;
 mod databases;
 mod differential;
+mod differential_tokens;
 mod docs;
 mod engine;
 mod gc;
