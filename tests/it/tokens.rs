@@ -426,3 +426,16 @@ async fn token_tidy_removes_index_entries_that_point_at_no_token() {
     let r = s.write_as(&t, "auth/token/tidy", json!({})).await;
     assert_eq!(r.status, 403, "tidy needs sudo");
 }
+
+/// Vault takes any chosen id without a '.' (so `-dev-root-token-id=root`
+/// works); pgsecrets used to demand 8 characters.
+#[tokio::test]
+async fn a_short_chosen_id_is_accepted_and_a_dotted_one_refused_as_in_vault() {
+    let s = TestServer::start().await;
+    let r = s.write("auth/token/create", json!({"id": "abc"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(s.read_as("abc", "auth/token/lookup-self").await.status, 200);
+    let r = s.write("auth/token/create", json!({"id": "a.b.c"})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error(), "custom token ID cannot have a '.' in the value");
+}
