@@ -2,6 +2,8 @@
 //! Vault's `framework.CalculateTTL` does it, warnings included (clients
 //! show them: "TTL of "2h" exceeded the effective max_ttl of "1h"; ...").
 
+use crate::logical::duration::format_go;
+
 /// A TTL granted, and what the caller should be told about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Granted {
@@ -37,8 +39,8 @@ pub fn calculate(
         if period > max {
             warnings.push(format!(
                 "period of {:?} exceeded the effective max_ttl of {:?}; period value is capped accordingly",
-                human_duration(period),
-                human_duration(max)
+                format_go(period),
+                format_go(max)
             ));
             period = max;
         }
@@ -55,33 +57,13 @@ pub fn calculate(
         if ttl > left {
             warnings.push(format!(
                 "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
-                human_duration(ttl),
-                human_duration(left)
+                format_go(ttl),
+                format_go(left)
             ));
             ttl = left;
         }
     }
     Granted { ttl, warnings }
-}
-
-/// Seconds as Vault prints them in warnings: Go's duration text with the
-/// zero minutes and seconds dropped ("768h", "5m", "2m30s", "1h30s").
-pub fn human_duration(seconds: u64) -> String {
-    if seconds == 0 {
-        return "0s".into();
-    }
-    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 {
-        out.push_str(&format!("{s}s"));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -92,12 +74,12 @@ mod tests {
 
     #[test]
     fn durations_read_as_vault_prints_them() {
-        assert_eq!(human_duration(7200), "2h");
-        assert_eq!(human_duration(300), "5m");
-        assert_eq!(human_duration(150), "2m30s");
-        assert_eq!(human_duration(3630), "1h30s");
-        assert_eq!(human_duration(MAX), "768h");
-        assert_eq!(human_duration(0), "0s");
+        assert_eq!(format_go(7200), "2h");
+        assert_eq!(format_go(300), "5m");
+        assert_eq!(format_go(150), "2m30s");
+        assert_eq!(format_go(3630), "1h30s");
+        assert_eq!(format_go(MAX), "768h");
+        assert_eq!(format_go(0), "0s");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! a credential request racing a disable is answered 4xx, never with a
 //! gateway error from the pool the disable closed.
 
+use super::token_for;
 use std::time::Duration;
 
 use serde_json::json;
@@ -18,17 +19,6 @@ use crate::support::server::TestServer;
 
 const TRIALS: usize = 50;
 const CONCURRENT: usize = 8;
-
-async fn token_for(s: &TestServer, name: &str, hcl: &str) -> String {
-    let r = s
-        .write(
-            &format!("sys/policies/acl/{name}"),
-            json!({ "policy": hcl }),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    s.token_with(&[name]).await
-}
 
 async fn delete_as(s: &TestServer, token: &str, path: &str) -> (u16, String) {
     let r = s.request("DELETE", path, Some(token), None).await;

@@ -15,6 +15,7 @@
 //! second, so a lease of N seconds could end up to a second early (its
 //! user's `VALID UNTIL` and its revocation both).
 
+use super::token_for;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -32,17 +33,6 @@ const LEASES: usize = 3;
 const RENEWALS: usize = 3;
 /// What a renewal that loses to a revocation may answer (400 each).
 const LOST_RENEWAL: [&str; 2] = ["lease is being revoked", "lease not found"];
-
-async fn token_for(s: &TestServer, name: &str, hcl: &str) -> String {
-    let r = s
-        .write(
-            &format!("sys/policies/acl/{name}"),
-            json!({ "policy": hcl }),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    s.token_with(&[name]).await
-}
 
 #[derive(Clone)]
 struct Issued {

@@ -34,3 +34,24 @@ mod owner;
 mod passwords;
 mod registration;
 mod tokens;
+
+use serde_json::json;
+
+use crate::support::server::TestServer;
+
+/// Writes the ACL policy `name` (as root).
+async fn policy(s: &TestServer, name: &str, hcl: &str) {
+    let r = s
+        .write(
+            &format!("sys/policies/acl/{name}"),
+            json!({ "policy": hcl }),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+}
+
+/// A token holding only the policy `hcl` (and `default`): the attacker.
+async fn token_for(s: &TestServer, name: &str, hcl: &str) -> String {
+    policy(s, name, hcl).await;
+    s.token_with(&[name]).await
+}

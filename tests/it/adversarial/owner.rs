@@ -13,6 +13,7 @@
 //! database and its pooled connection made every CREATE DATABASE fail);
 //! adopting `postgres` needs sudo.
 
+use super::token_for;
 use serde_json::json;
 
 use crate::engine::{register, role_exists};
@@ -34,17 +35,6 @@ struct Attack {
     writer: String,
     /// The same plus `sudo`.
     sudo: String,
-}
-
-async fn token_for(s: &TestServer, name: &str, hcl: &str) -> String {
-    let r = s
-        .write(
-            &format!("sys/policies/acl/{name}"),
-            json!({ "policy": hcl }),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    s.token_with(&[name]).await
 }
 
 async fn attack(pg: &Pg, cluster: &str) -> Attack {

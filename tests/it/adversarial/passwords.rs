@@ -7,6 +7,7 @@
 //! needs sudo, its address cannot change, and no cleartext or md5 password
 //! request is answered unless TLS verified the server (`verify-full`).
 
+use super::token_for;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
@@ -186,17 +187,6 @@ fn tls_acceptor(dir: &std::path::Path) -> (TlsAcceptor, String) {
     .unwrap();
     let ca = std::fs::read_to_string(&certs.ca_pem).unwrap();
     (TlsAcceptor::from(Arc::new(config)), ca)
-}
-
-async fn token_for(s: &TestServer, name: &str, hcl: &str) -> String {
-    let r = s
-        .write(
-            &format!("sys/policies/acl/{name}"),
-            json!({ "policy": hcl }),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-    s.token_with(&[name]).await
 }
 
 /// The stored root password of `cluster` (read with the root token, which

@@ -4,6 +4,7 @@
 //! or help request spends a use, a child from a limited token is 400
 //! "restricted use token cannot generate child tokens").
 
+use super::policy;
 use std::time::Duration;
 
 use serde_json::json;
@@ -15,16 +16,6 @@ use crate::support::server::TestServer;
 
 const TRIALS: usize = 50;
 const CONCURRENT: usize = 8;
-
-async fn policy(s: &TestServer, name: &str, hcl: &str) {
-    let r = s
-        .write(
-            &format!("sys/policies/acl/{name}"),
-            json!({ "policy": hcl }),
-        )
-        .await;
-    assert_eq!(r.status, 204, "{}", r.text);
-}
 
 async fn limited_token(s: &TestServer, policies: &[&str], uses: i64) -> String {
     let r = s
