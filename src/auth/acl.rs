@@ -131,7 +131,7 @@ fn merge(into: Option<&mut Permissions>, rule: &PathRule) -> Option<Permissions>
         (&mut have.max_wrapping_ttl, new.max_wrapping_ttl),
         (&mut have.min_wrapping_ttl, new.min_wrapping_ttl),
     ] {
-        if theirs > 0 && (*mine == 0 || theirs < *mine) {
+        if theirs != 0 && (*mine == 0 || theirs < *mine) {
             *mine = theirs;
         }
     }
@@ -307,7 +307,7 @@ impl Acl {
             return false;
         };
         let rules = &permissions.parameters;
-        if rules.min_wrapping_ttl > 0 || rules.max_wrapping_ttl > 0 {
+        if rules.min_wrapping_ttl != 0 || rules.max_wrapping_ttl != 0 {
             return false;
         }
         if !carries_data {

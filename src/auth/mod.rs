@@ -5,6 +5,7 @@
 //! This module answers "who is this and what may they do"; it never routes.
 
 pub mod acl;
+pub mod hcl1;
 pub mod policy;
 pub mod policy_store;
 pub mod token;

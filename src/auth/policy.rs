@@ -26,6 +26,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::hcl1;
+
 /// A capability a policy grants (or, for `Deny`, refuses) on a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,9 +109,10 @@ pub struct Parameters {
     pub allowed: BTreeMap<String, Vec<Value>>,
     pub denied: BTreeMap<String, Vec<Value>>,
     pub required: Vec<String>,
-    /// Seconds; 0 when not set.
-    pub min_wrapping_ttl: u64,
-    pub max_wrapping_ttl: u64,
+    /// Seconds; 0 when not set. Vault accepts a negative duration here,
+    /// and so does pgsecrets: any non-zero value requires wrapping.
+    pub min_wrapping_ttl: i64,
+    pub max_wrapping_ttl: i64,
 }
 
 /// A parsed policy document.
@@ -143,20 +146,11 @@ pub enum ParseError {
          prefer capabilities = [...]"
     )]
     UnknownLegacyPolicy(String),
-    #[error("no capabilities given: add capabilities = [\"read\"] (or other capabilities: {CAPABILITY_NAMES})")]
-    NoCapabilities,
-    #[error(
-        "'*' is only allowed as the last character of a path; use '+' to match any single \
-         segment in the middle"
-    )]
-    MisplacedGlob,
     #[error(
         "'+*' is not allowed; end the path with '+' (one segment), '+/*' (everything below \
          one segment) or '*'"
     )]
     PlusGlob,
-    #[error("the path is empty: give an API path without /v1/, e.g. path \"secret/*\"")]
-    EmptyPath,
     #[error("unknown key {0:?} in a path block: use {BLOCK_KEYS}")]
     UnknownKey(String),
     #[error(
@@ -164,8 +158,11 @@ pub enum ParseError {
          [...] }} blocks"
     )]
     UnknownTopLevelKey(String),
-    #[error("a path block needs exactly one label, the path: path \"secret/*\" {{ ... }}")]
-    PathLabel,
+    #[error(
+        "{0:?} is an OpenBao policy feature pgsecrets does not have; remove it (pgsecrets refuses \
+         it rather than ignore a rule that narrows access)"
+    )]
+    Unsupported(String),
     #[error("{key:?} must be {expected}")]
     InvalidValue { key: String, expected: &'static str },
     #[error("path {path:?}: {reason}")]
@@ -220,92 +217,87 @@ pub fn parse(name: &str, text: &str) -> Result<Policy, ParseError> {
 type RawBlock = (String, Vec<(String, Value)>);
 
 fn hcl_blocks(text: &str) -> Result<Vec<RawBlock>, ParseError> {
-    let body = hcl::parse(text).map_err(|e| ParseError::Syntax {
+    let items = hcl1::parse(text).map_err(|e| ParseError::Syntax {
         format: "HCL",
-        message: e.to_string().trim().to_string(),
+        message: e.to_string(),
     })?;
     let mut blocks = Vec::new();
-    for structure in body.into_inner() {
-        match structure {
-            hcl::Structure::Block(block) if block.identifier.as_str() == "path" => {
-                let mut labels = block.labels.into_iter();
-                let (Some(label), None) = (labels.next(), labels.next()) else {
-                    return Err(ParseError::PathLabel);
+    for item in items {
+        let (first, rest) = item.keys.split_first().expect("an item has a key");
+        match first.as_str() {
+            "path" => {
+                // As Vault: the first label is the path (`path { ... }` is
+                // the path "path"), further labels are ignored.
+                let label = rest.first().cloned().unwrap_or_else(|| "path".to_string());
+                let hcl1::Node::Object(body) = item.value else {
+                    return Err(ParseError::invalid(
+                        "path",
+                        "a block: path \"secret/*\" { capabilities = [\"read\"] }",
+                    )
+                    .in_path(&label));
                 };
-                let label = label.into_inner();
-                let mut entries: Vec<(String, Value)> = Vec::new();
-                for inner in block.body.into_inner() {
-                    match inner {
-                        hcl::Structure::Attribute(attr) => {
-                            let key = attr.key.into_inner();
-                            let value =
-                                literal(&key, attr.expr).map_err(|e| e.in_path(label.trim()))?;
-                            entries.push((key, value));
-                        }
-                        hcl::Structure::Block(inner) => {
-                            return Err(ParseError::UnknownKey(inner.identifier.into_inner())
-                                .in_path(label.trim()));
-                        }
-                    }
-                }
-                blocks.push((label, entries));
+                blocks.push((label, merged_entries(body)));
             }
-            // Vault's decoder accepts a top-level `name`; it is not used.
-            hcl::Structure::Attribute(attr) if attr.key.as_str() == "name" => {}
-            hcl::Structure::Attribute(attr) => {
-                return Err(ParseError::UnknownTopLevelKey(attr.key.into_inner()));
-            }
-            hcl::Structure::Block(block) => {
-                return Err(ParseError::UnknownTopLevelKey(
-                    block.identifier.into_inner(),
-                ));
-            }
+            // Vault's decoder accepts a top-level `name` and ignores it.
+            "name" if !matches!(item.value, hcl1::Node::Object(_)) => {}
+            "name" => return Err(ParseError::invalid("name", "a string")),
+            _ => return Err(ParseError::UnknownTopLevelKey(first.clone())),
         }
     }
     Ok(blocks)
 }
 
-/// Converts a literal HCL expression to a JSON value; variables, function
-/// calls and `${...}` interpolation are refused.
-fn literal(key: &str, expr: hcl::Expression) -> Result<Value, ParseError> {
-    const LITERAL: &str = "a literal value (no variables, functions or ${...} interpolation)";
-    Ok(match expr {
-        hcl::Expression::Null => Value::Null,
-        hcl::Expression::Bool(b) => Value::Bool(b),
-        hcl::Expression::Number(n) => {
-            let number = if let Some(i) = n.as_i64() {
-                serde_json::Number::from(i)
-            } else if let Some(u) = n.as_u64() {
-                serde_json::Number::from(u)
-            } else {
-                n.as_f64()
-                    .and_then(serde_json::Number::from_f64)
-                    .ok_or_else(|| ParseError::invalid(key, "a finite number"))?
-            };
-            Value::Number(number)
+/// The entries of an HCL 1 object as Vault decodes them: `k "l" { .. }`
+/// is `k = { l = { .. } }`, and a repeated key adds to the earlier value
+/// (lists are joined, objects merged) instead of replacing it; a repeated
+/// scalar replaces.
+fn merged_entries(items: Vec<hcl1::Item>) -> Vec<(String, Value)> {
+    let mut entries: Vec<(String, Value)> = Vec::new();
+    for item in items {
+        let mut keys = item.keys;
+        let mut value = json(item.value);
+        while keys.len() > 1 {
+            let inner = keys.pop().expect("more than one key");
+            value = Value::Object(serde_json::Map::from_iter([(inner, value)]));
         }
-        hcl::Expression::String(s) => Value::String(s),
-        hcl::Expression::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|e| literal(key, e))
-                .collect::<Result<_, _>>()?,
-        ),
-        hcl::Expression::Object(object) => {
-            let mut map = serde_json::Map::new();
-            for (k, v) in object {
-                let k = match k {
-                    hcl::ObjectKey::Identifier(id) => id.into_inner(),
-                    hcl::ObjectKey::Expression(hcl::Expression::String(s)) => s,
-                    _ => return Err(ParseError::invalid(key, LITERAL)),
-                };
-                map.insert(k, literal(key, v)?);
+        let key = keys.pop().expect("an item has a key");
+        match entries.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, earlier)) => add_to(earlier, value),
+            None => entries.push((key, value)),
+        }
+    }
+    entries
+}
+
+fn add_to(earlier: &mut Value, later: Value) {
+    match (earlier, later) {
+        (Value::Array(a), Value::Array(b)) => a.extend(b),
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(existing) => add_to(existing, v),
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
             }
-            Value::Object(map)
         }
-        hcl::Expression::Parenthesis(inner) => literal(key, *inner)?,
-        _ => return Err(ParseError::invalid(key, LITERAL)),
-    })
+        (earlier, later) => *earlier = later,
+    }
+}
+
+/// An HCL 1 value as JSON; numbers that JSON cannot hold become strings
+/// (and are then refused where a number is needed).
+fn json(node: hcl1::Node) -> Value {
+    match node {
+        hcl1::Node::String(s) => Value::String(s),
+        hcl1::Node::Bool(b) => Value::Bool(b),
+        hcl1::Node::Number(n) => serde_json::from_str::<serde_json::Number>(&n)
+            .map(Value::Number)
+            .unwrap_or(Value::String(n)),
+        hcl1::Node::List(items) => Value::Array(items.into_iter().map(json).collect()),
+        hcl1::Node::Object(items) => Value::Object(merged_entries(items).into_iter().collect()),
+    }
 }
 
 fn json_blocks(text: &str) -> Result<Vec<RawBlock>, ParseError> {
@@ -361,26 +353,24 @@ fn json_blocks(text: &str) -> Result<Vec<RawBlock>, ParseError> {
     Ok(blocks)
 }
 
-/// Validates a pattern and returns it trimmed, without a leading `/`.
+/// The pattern as Vault keeps it: one leading `/` stripped and nothing
+/// else changed (no trimming; a `*` before the end is a literal
+/// character, as in Vault).
 fn pattern(label: &str) -> Result<String, ParseError> {
-    let trimmed = label.trim();
-    let pattern = trimmed.strip_prefix('/').unwrap_or(trimmed);
-    if pattern.is_empty() {
-        return Err(ParseError::EmptyPath);
-    }
+    let pattern = label.strip_prefix('/').unwrap_or(label);
     if pattern.contains("+*") {
         return Err(ParseError::PlusGlob);
-    }
-    if pattern.find('*').is_some_and(|i| i + 1 != pattern.len()) {
-        return Err(ParseError::MisplacedGlob);
     }
     Ok(pattern.to_string())
 }
 
 fn string_list(key: &str, value: &Value) -> Result<Vec<String>, ParseError> {
     const EXPECTED: &str = "a list of strings, e.g. [\"read\", \"list\"]";
-    let Value::Array(items) = value else {
-        return Err(ParseError::invalid(key, EXPECTED));
+    let items = match value {
+        Value::Array(items) => items,
+        // Vault's decoder reads `{}` as an empty list.
+        Value::Object(map) if map.is_empty() => return Ok(Vec::new()),
+        _ => return Err(ParseError::invalid(key, EXPECTED)),
     };
     items
         .iter()
@@ -422,13 +412,19 @@ fn rule(label: &str, entries: Vec<(String, Value)>) -> Result<PathRule, ParseErr
             "min_wrapping_ttl" => parameters.min_wrapping_ttl = wrapping_ttl(key, value)?,
             "max_wrapping_ttl" => parameters.max_wrapping_ttl = wrapping_ttl(key, value)?,
             "comment" => {}
+            "mfa_methods"
+            | "control_group"
+            | "expiration"
+            | "pagination_limit"
+            | "list_scan_response_keys_filter_path" => {
+                return Err(ParseError::Unsupported(key.clone()))
+            }
             _ => return Err(ParseError::UnknownKey(key.clone())),
         }
     }
-    if capabilities.is_none() && legacy.is_none() {
-        return Err(ParseError::NoCapabilities);
-    }
-    if parameters.max_wrapping_ttl > 0 && parameters.max_wrapping_ttl < parameters.min_wrapping_ttl
+    if parameters.max_wrapping_ttl != 0
+        && parameters.min_wrapping_ttl != 0
+        && parameters.max_wrapping_ttl < parameters.min_wrapping_ttl
     {
         return Err(ParseError::invalid(
             "max_wrapping_ttl",
@@ -474,19 +470,23 @@ fn parameter_map(key: &str, value: &Value) -> Result<BTreeMap<String, Vec<Value>
         .collect()
 }
 
-/// A duration string (`"30s"`) or a number of seconds.
-fn wrapping_ttl(key: &str, value: &Value) -> Result<u64, ParseError> {
+/// A duration string (`"30s"`, `"90"`) or a number of seconds, whole
+/// seconds kept (Vault's `ParseDurationSecond`).
+fn wrapping_ttl(key: &str, value: &Value) -> Result<i64, ParseError> {
     const EXPECTED: &str = "a duration such as \"30s\" or a number of seconds";
     let seconds = match value {
-        Value::String(text) => crate::logical::duration::parse_seconds(text)
-            .map_err(|_| ParseError::invalid(key, EXPECTED))?,
-        Value::Number(n) => n.as_f64().unwrap_or(-1.0),
+        Value::String(text) => match text.strip_prefix('-') {
+            Some(positive) => -crate::logical::duration::parse_seconds(positive)
+                .map_err(|_| ParseError::invalid(key, EXPECTED))?,
+            None => crate::logical::duration::parse_seconds(text)
+                .map_err(|_| ParseError::invalid(key, EXPECTED))?,
+        },
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| ParseError::invalid(key, EXPECTED))?,
         _ => return Err(ParseError::invalid(key, EXPECTED)),
     };
-    if seconds < 0.0 {
-        return Err(ParseError::invalid(key, EXPECTED));
-    }
-    Ok(seconds as u64)
+    Ok(seconds as i64)
 }
 
 #[cfg(test)]
@@ -622,42 +622,154 @@ path "x" {
     }
 
     #[test]
-    fn glob_must_be_last() {
-        let e = err(r#"path "secret/*/foo" { capabilities = ["read"] }"#);
-        assert!(e.contains("last character"), "{e}");
-        assert!(err(r#"path "secret/**" { capabilities = ["read"] }"#).contains("last character"));
+    fn globs_are_kept_as_vault_keeps_them() {
+        // Only a final `*` is a glob; one elsewhere is a literal character,
+        // and `+*` is refused (all as OpenBao 2.7 answers).
+        let p = parse("p", r#"path "secret/*/foo" { capabilities = ["read"] }"#).unwrap();
+        assert_eq!(p.rules[0].pattern, "secret/*/foo");
         let e = err(r#"path "secret/+*" { capabilities = ["read"] }"#);
         assert!(e.contains("'+*'"), "{e}");
         assert!(parse("p", r#"path "secret/+/foo*" { capabilities = ["read"] }"#).is_ok());
     }
 
     #[test]
-    fn patterns_are_trimmed_and_lose_one_leading_slash() {
+    fn patterns_lose_one_leading_slash_and_nothing_else() {
+        // Vault does not trim: " a " is a different path from "a".
         let p = parse("p", r#"path " /secret/foo " { capabilities = ["read"] }"#).unwrap();
+        assert_eq!(p.rules[0].pattern, " /secret/foo ");
+        let p = parse("p", r#"path "/secret/foo" { capabilities = ["read"] }"#).unwrap();
         assert_eq!(p.rules[0].pattern, "secret/foo");
         let p = parse("p", r#"{"path": {"/sys/*": {"policy": "read"}}}"#).unwrap();
         assert_eq!(p.rules[0].pattern, "sys/*");
-        assert!(err(r#"path " " { capabilities = ["read"] }"#).contains("empty"));
+        assert_eq!(
+            parse("p", r#"path "" { capabilities = ["read"] }"#)
+                .unwrap()
+                .rules[0]
+                .pattern,
+            ""
+        );
+    }
+
+    #[test]
+    fn hcl1_layouts_vault_accepts() {
+        // Each of these was refused by the HCL 2 parser pgsecrets used and
+        // is accepted by OpenBao with the rules given.
+        let same = |text: &str, expected: &[(&str, &[Capability])]| {
+            let p = parse("p", text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            let got: Vec<(String, BTreeSet<Capability>)> = p
+                .rules
+                .iter()
+                .map(|r| (r.pattern.clone(), r.capabilities.clone()))
+                .collect();
+            let want: Vec<(String, BTreeSet<Capability>)> = expected
+                .iter()
+                .map(|(p, c)| (p.to_string(), caps(c)))
+                .collect();
+            assert_eq!(got, want, "{text}");
+        };
+        same(
+            r#"path "a" { capabilities = ["read"] } path "b" { capabilities = ["list"] }"#,
+            &[("a", &[Read]), ("b", &[List])],
+        );
+        same(
+            "path \"a\" { capabilities = [\"read\"]\n}",
+            &[("a", &[Read])],
+        );
+        same(
+            "path \"a\" {\n capabilities = [\"read\"] }",
+            &[("a", &[Read])],
+        );
+        same(
+            "path \"a\" {\n capabilities = [\"read\"]\n capabilities = [\"list\"]\n}",
+            &[("a", &[Read, List])],
+        );
+        same(
+            r#"path "a" { capabilities = ["read"], policy = "write" }"#,
+            &[("a", &[Create, Read, Update, Delete, List])],
+        );
+        same(
+            r#"path "a" { policy = "read" policy = "deny" }"#,
+            &[("a", &[Deny])],
+        );
+        same(
+            r#"path "a" "b" { capabilities = ["read"] }"#,
+            &[("a", &[Read])],
+        );
+        same(r#"path { capabilities = ["read"] }"#, &[("path", &[Read])]);
+        same(
+            r#"path = { capabilities = ["read"] }"#,
+            &[("path", &[Read])],
+        );
+        same(
+            r#""path" "a" { capabilities = ["read"] }"#,
+            &[("a", &[Read])],
+        );
+        same(
+            r#"path a { "capabilities" = ["read",,] }"#,
+            &[("a", &[Read])],
+        );
+        same(r#"path "a" { capabilities = {} }"#, &[("a", &[])]);
+        same(r#"path "a" { }"#, &[("a", &[])]);
+        same(
+            r#"path "a"{capabilities=["read"]},path"b"{capabilities=["list"]}"#,
+            &[("a", &[Read]), ("b", &[List])],
+        );
+        same(
+            "name = 3\npath \"a\" { capabilities = [\"read\"] comment = [1, {x = 2}] }",
+            &[("a", &[Read])],
+        );
+        let p = parse(
+            "p",
+            r#"path "a" { capabilities = ["create"]
+                 allowed_parameters = { "k" = ["a"] "j" = [] } allowed_parameters { k = ["b"] }
+                 required_parameters = ["k"] required_parameters = ["j"]
+                 max_wrapping_ttl = "-5s" }"#,
+        )
+        .unwrap();
+        let parameters = &p.rules[0].parameters;
+        assert_eq!(
+            parameters.allowed["k"],
+            vec![Value::from("a"), Value::from("b")]
+        );
+        assert!(parameters.allowed["j"].is_empty());
+        assert_eq!(parameters.required, ["k", "j"]);
+        assert_eq!(parameters.max_wrapping_ttl, -5);
     }
 
     #[test]
     fn malformed_documents_are_refused() {
         let e = err(r#"path "x" { capabilities = ["read"] "#);
-        assert!(e.starts_with("the policy is not valid HCL:"), "{e}");
+        assert_eq!(
+            e,
+            "the policy is not valid HCL: At 1:36: object expected closing RBRACE got: EOF"
+        );
         let e = err(r#"{"path": {"x": {"capabilities": ["read"]}"#);
         assert!(e.starts_with("the policy is not valid JSON:"), "{e}");
-        let e = err(r#"path "x" { }"#);
-        assert!(e.contains("no capabilities") && e.contains("\"x\""), "{e}");
         let e = err(r#"path "x" { capabilites = ["read"] }"#);
         assert!(e.contains("\"capabilites\""), "{e}");
         let e = err(r#"path "x" { capabilities = "read" }"#);
         assert!(e.contains("list of strings"), "{e}");
-        let e = err(r#"path "x" { capabilities = [var.x] }"#);
-        assert!(e.contains("literal"), "{e}");
+        let e = err(r#"path "x" { capabilities = ["read" "list"] }"#);
+        assert!(e.contains("expected comma or list end"), "{e}");
+        assert!(err(r#"path "x" { capabilities = [read] }"#).contains("IDENT"));
         assert!(err(r#"paths "x" { capabilities = ["read"] }"#).contains("\"paths\""));
-        assert!(err(r#"path { capabilities = ["read"] }"#).contains("label"));
-        let e = err("path \"x\" {\n capabilities = [\"read\"]\n capabilities = [\"list\"]\n}");
-        assert!(e.contains("redefined attribute"), "{e}");
+        assert!(err(r#"PATH "x" { capabilities = ["read"] }"#).contains("\"PATH\""));
+        assert!(err(r#"path "x" = { capabilities = ["read"] }"#).contains("nested object"));
+        assert!(err(r#"path "x" { capabilities = ["READ"] }"#).contains("\"READ\""));
+        assert!(err(r#"path "x" { capabilities = ["read"] } name { x = 1 }"#).contains("name"));
+        let e = err(r#"path "x" { capabilities = ["read"] mfa_methods = ["m"] }"#);
+        assert!(
+            e.contains("mfa_methods") && e.contains("does not have"),
+            "{e}"
+        );
+        let e = err(
+            r#"path "x" { capabilities = ["read"] max_wrapping_ttl = 1 min_wrapping_ttl = 2 }"#,
+        );
+        assert!(e.contains("max_wrapping_ttl"), "{e}");
+        assert!(
+            err(r#"path "x" { capabilities = ["read"] max_wrapping_ttl = true }"#)
+                .contains("max_wrapping_ttl")
+        );
     }
 
     #[test]
@@ -680,6 +792,7 @@ path "secret/foo" {
         )
         .unwrap();
         assert_eq!(p.rules[0].capabilities, caps(&[Create]));
+        assert_eq!(p.rules[0].parameters.max_wrapping_ttl, 90);
         let e = err("path \"x\" {\n capabilities = []\n allowed_parameters = [\"a\"]\n}");
         assert!(e.contains("allowed_parameters"), "{e}");
     }
