@@ -25,7 +25,11 @@ pub enum Error {
     },
     #[error("paths must be supplied")]
     PathsRequired,
-    #[error("missing policy: give the policy text in the \"policy\" field")]
+    #[error("missing path: every entry of \"paths\" must be a non-empty path")]
+    MissingPath,
+    #[error("invalid token")]
+    InvalidToken,
+    #[error("'policy' parameter not supplied or empty")]
     PolicyTextRequired,
     #[error("missing token: give it in the \"token\" field")]
     TokenRequired,

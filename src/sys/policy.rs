@@ -29,7 +29,7 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
             handler(state, list_names),
         ),
         Route::new(
-            "policy/{name}",
+            "policy/{name*}",
             "Read, write or delete an ACL policy (legacy path).",
             POLICY_HELP,
         )
@@ -60,12 +60,15 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
             handler(state, list_names),
         ),
         Route::new(
-            "policies/acl/{name}",
+            "policies/acl/{name*}",
             "Read, write or delete an ACL policy.",
             POLICY_HELP,
         )
         .field(name())
-        .field(Field::string("policy", "The policy document, in HCL or JSON.").required())
+        .field(Field::string(
+            "policy",
+            "The policy document, in HCL or JSON.",
+        ))
         .op(
             Operation::Read,
             "Read a policy as `{name, policy}`.",
@@ -95,6 +98,44 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
             Operation::Write,
             "Report the calling token's capabilities on each path.",
             handler(state, capabilities_self),
+        ),
+        Route::new(
+            "capabilities",
+            "Another token's capabilities on paths.",
+            CAPABILITIES_OF_TOKEN_HELP,
+        )
+        .field(Field::string(
+            "token",
+            "The token whose capabilities are asked.",
+        ))
+        .field(Field::list("paths", "Paths to check."))
+        .field(Field::string(
+            "path",
+            "A single path to check (older form of `paths`).",
+        ))
+        .op(
+            Operation::Write,
+            "Report the given token's capabilities on each path.",
+            handler(state, capabilities_of_token),
+        ),
+        Route::new(
+            "capabilities-accessor",
+            "A token's capabilities on paths, by accessor.",
+            CAPABILITIES_OF_ACCESSOR_HELP,
+        )
+        .field(Field::string(
+            "accessor",
+            "The accessor of the token whose capabilities are asked.",
+        ))
+        .field(Field::list("paths", "Paths to check."))
+        .field(Field::string(
+            "path",
+            "A single path to check (older form of `paths`).",
+        ))
+        .op(
+            Operation::Write,
+            "Report the capabilities of the token with this accessor on each path.",
+            handler(state, capabilities_of_accessor),
         ),
     ]
 }
@@ -156,6 +197,7 @@ async fn write_policy(state: Arc<SysState>, req: Request) -> Result<Response, An
         .fields
         .str("policy")
         .or_else(|| req.fields.str("rules"))
+        .filter(|text| !text.is_empty())
         .ok_or(Error::PolicyTextRequired)?;
     state.policies.put(&req.capture("name"), &text).await?;
     Ok(Response::empty())
@@ -167,23 +209,59 @@ async fn delete_policy(state: Arc<SysState>, req: Request) -> Result<Response, A
 }
 
 async fn capabilities_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    capabilities(&state, &req, &req.caller.policies).await
+}
+
+/// `sys/capabilities`: another token's capabilities, the token given in
+/// the body (Vault: `vault token capabilities TOKEN PATH`).
+async fn capabilities_of_token(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let token = req.fields.str("token").filter(|t| !t.is_empty());
+    let token = token.ok_or(Error::TokenRequired)?;
+    let entry = state.tokens.lookup(&token).await?;
+    let entry = entry.ok_or(Error::InvalidToken)?;
+    capabilities(&state, &req, &entry.policies).await
+}
+
+/// `sys/capabilities-accessor`: a token's capabilities, by its accessor.
+async fn capabilities_of_accessor(
+    state: Arc<SysState>,
+    req: Request,
+) -> Result<Response, AnyError> {
+    let accessor = req.fields.str("accessor").filter(|a| !a.is_empty());
+    let accessor = accessor.ok_or(Error::AccessorRequired)?;
+    let entry = state.tokens.lookup_accessor(&accessor).await?;
+    let entry = entry.ok_or(Error::UnknownAccessor)?;
+    capabilities(&state, &req, &entry.policies).await
+}
+
+/// The capabilities `policies` grant on each path of the request's `paths`
+/// (or older `path`), answered as Vault does: each path as given is a key
+/// (a leading `/` is ignored for the lookup only), `capabilities` repeats
+/// the answer when one path was asked, `["root"]` for a root token,
+/// `["deny"]` when nothing is granted; all in `data` and at the top level.
+async fn capabilities(
+    state: &SysState,
+    req: &Request,
+    policies: &[String],
+) -> Result<Response, AnyError> {
     let mut paths = req.fields.list("paths").unwrap_or_default();
     if let Some(path) = req.fields.str("path") {
         paths.push(path);
     }
-    paths.retain(|p| !p.is_empty());
     if paths.is_empty() {
         return Err(Error::PathsRequired.into());
     }
-    let acl = state.policies.acl(&req.caller.policies).await?;
+    if paths.iter().any(|p| p.is_empty()) {
+        return Err(Error::MissingPath.into());
+    }
+    let acl = state.policies.acl(policies).await?;
     let mut data = Map::new();
     let mut last = Vec::new();
     for path in &paths {
-        let path = path.trim_start_matches('/');
         let caps: Vec<String> = if acl.is_root() {
             vec!["root".into()]
         } else {
-            let set = acl.capabilities(path);
+            let set = acl.capabilities(path.trim_start_matches('/'));
             if set.is_empty() {
                 vec!["deny".into()]
             } else {
@@ -193,7 +271,7 @@ async fn capabilities_self(state: Arc<SysState>, req: Request) -> Result<Respons
             }
         };
         last = caps.clone();
-        data.insert(path.to_string(), json!(caps));
+        data.insert(path.clone(), json!(caps));
     }
     if paths.len() == 1 {
         data.insert("capabilities".into(), Value::from(last));
@@ -207,3 +285,5 @@ const LEGACY_LIST_HELP: &str = "GET returns `keys` and `policies`, both the sort
 const LIST_HELP: &str = "Lists the ACL policy names, `root` included.";
 const POLICY_HELP: &str = "Policies are written in Vault's HCL or JSON form: `path \"database/creds/*\" { capabilities = [\"read\"] }`. Globs: `*` at the end matches any suffix, `+` matches one path segment. Capabilities: create, read, update, delete, list, sudo, deny. `allowed_parameters`, `denied_parameters` and `required_parameters` are enforced on reads (query) and writes (body) as Vault does: value globs (`*` at either end), a `*` key, an empty list for any value, merged across policies. pgsecrets does not wrap responses, so a rule with `min_wrapping_ttl` or `max_wrapping_ttl` refuses every request on its paths, as Vault refuses an unwrapped one. Names are case-insensitive. `root` cannot be changed; `default` cannot be deleted.";
 const CAPABILITIES_HELP: &str = "Returns, for each path, the capabilities the calling token's policies grant there: `[\"root\"]` for a root token, `[\"deny\"]` when nothing is granted.";
+const CAPABILITIES_OF_TOKEN_HELP: &str = "Returns, for each path, the capabilities the given token's policies grant there, as `sys/capabilities-self` answers for the caller. The default policy does not grant this path: a token learning another token's capabilities is an operator's privilege. An unknown or expired token is a 400 `invalid token`.";
+const CAPABILITIES_OF_ACCESSOR_HELP: &str = "Returns, for each path, the capabilities of the token with the given accessor, as `sys/capabilities-self` answers for the caller. An unknown accessor is a 400 `invalid accessor`.";
