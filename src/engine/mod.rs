@@ -189,8 +189,19 @@ impl From<tokio_postgres::Error> for Error {
 }
 
 /// What every route group of one mount shares.
+/// How an engine treats the PostgreSQL servers registered with it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineOptions {
+    /// Registration keeps the root password the operator gave instead of
+    /// rotating it. Set by `server --dev`, whose storage is in memory: a
+    /// rotated password kept only there would be gone when the server
+    /// stops, and with it the operator's way into their own PostgreSQL.
+    pub keep_root_password: bool,
+}
+
 pub struct Engine {
     pub storage: Storage,
+    pub options: EngineOptions,
     /// The mount's private storage prefix (`logical/<uuid>/`).
     pub prefix: String,
     pub mount: MountEntry,
@@ -378,10 +389,16 @@ impl Engine {
 
 /// Builds the engine's backend for one mount, connects it to the lease
 /// manager and resolves unfinished rotations in the background.
-pub fn backend(storage: Storage, mount: &MountEntry, leases: Arc<LeaseManager>) -> Backend {
+pub fn backend(
+    storage: Storage,
+    mount: &MountEntry,
+    leases: Arc<LeaseManager>,
+    options: EngineOptions,
+) -> Backend {
     let tuning = Arc::new(RwLock::new(mount.config));
     let engine = Arc::new(Engine {
         storage,
+        options,
         prefix: mount.storage_prefix(),
         mount: mount.clone(),
         tuning: Arc::clone(&tuning),

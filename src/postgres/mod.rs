@@ -3,6 +3,7 @@
 
 mod auth_guard;
 pub mod connect;
+pub mod launcher;
 pub mod scram;
 mod socket;
 pub mod tls;
