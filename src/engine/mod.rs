@@ -11,6 +11,7 @@ pub mod creds;
 pub mod database;
 pub mod fault;
 pub mod gc;
+pub mod grants;
 pub mod identity;
 pub mod info;
 pub mod metadata;
@@ -130,6 +131,11 @@ pub enum Error {
     /// The objects-owner role breaks the no-privilege rule (see `owner_role`).
     #[error("{message}")]
     OwnerRefused { message: String },
+    /// A creation statement's GRANT, run as the objects-owner role, was
+    /// refused on tables that role may not grant on; the message names them
+    /// and their owners (see `grants`).
+    #[error("{message}")]
+    GrantRefused { message: String },
     /// `template0`/`template1`: never created, adopted or initialised.
     #[error("database {database:?} is one of PostgreSQL's template databases: every new database is copied from template1, so an owner role's grants there would spread to all of them, and a pgsecrets connection held to it would make every CREATE DATABASE fail; pick another database")]
     TemplateDatabase { database: String },

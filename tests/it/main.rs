@@ -21,6 +21,7 @@ mod differential_tokens;
 mod docs;
 mod engine;
 mod gc;
+mod grants;
 mod hvac;
 mod metadata;
 mod mounts;
