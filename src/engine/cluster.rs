@@ -197,11 +197,27 @@ async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Res
         .map_err(|e| root_login_error(&record, e))?;
     check_root_privileges(&client, &username).await?;
     record.system_identifier = Some(identity::check_server_is_new(engine, &record, &client).await?);
-    drop(client);
     let mut pending = rotation::plan(&record, true);
+    if engine.options.keep_root_password {
+        // Dev mode forgets everything when it stops, but the users it issued
+        // stay in PostgreSQL if it is killed. One management role per root
+        // user, named for it and taken over by the next dev server, keeps
+        // them findable: `reconcile/<cluster>` lists the users its
+        // management role granted, whichever dev server did.
+        pending.management_role = dev_management_role(&username);
+        pending.creates_management_role = client
+            .query(
+                "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                &[&pending.management_role],
+            )
+            .await
+            .map_err(Error::from)?
+            .is_empty();
+    }
+    drop(client);
     let warning = if engine.options.keep_root_password {
-        // The same password, set again: the rotation's checks and its
-        // management role still happen, the operator's login keeps working.
+        // The same password, set again: the rotation's checks still run,
+        // the operator's login keeps working.
         pending.root_password = record.password.clone();
         format!(
             "dev mode: the password of {:?} was not rotated, since in-memory storage would lose it when the server stops; a server with durable storage rotates it",
@@ -220,6 +236,16 @@ async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Res
         "state": record.state.as_str(),
     }))
     .with_warning(warning))
+}
+
+/// The management role dev mode uses for `root_user`: `v-manage-dev-` and
+/// the user's name, cut to PostgreSQL's 63 bytes.
+fn dev_management_role(root_user: &str) -> String {
+    let mut name = format!("v-manage-dev-{root_user}");
+    while name.len() > 63 {
+        name.pop();
+    }
+    name
 }
 
 async fn update(

@@ -59,7 +59,8 @@ pub struct Options {
 
 /// Where the server binaries are, first found wins: `explicit` (a flag),
 /// `PGSECRETS_PG_BIN`, `pg_config --bindir`, a directory on `PATH` holding
-/// them, then Debian's `/usr/lib/postgresql/<major>/bin`, newest first.
+/// them, then Debian's `/usr/lib/postgresql/<major>/bin`, newest first
+/// (`PGSECRETS_PG_VERSIONS_DIR` names another directory of `<major>/bin`).
 pub fn find_bin(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(dir) = explicit {
         return if has_server_binaries(dir) {
@@ -87,7 +88,10 @@ pub fn find_bin(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     {
         return Ok(dir);
     }
-    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    // Tests point this elsewhere to see what a machine without PostgreSQL sees.
+    let versions = std::env::var_os("PGSECRETS_PG_VERSIONS_DIR")
+        .unwrap_or_else(|| "/usr/lib/postgresql".into());
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir(versions)
         .into_iter()
         .flatten()
         .flatten()

@@ -6,4 +6,5 @@
 pub mod certs;
 pub mod openbao;
 pub mod pg;
+pub mod process;
 pub mod server;

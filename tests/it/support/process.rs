@@ -1,0 +1,90 @@
+//! Running the `pgsecrets` binary as a user does: a free port, the binary,
+//! reading what it prints, waiting for health, stopping it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
+}
+
+/// Reads the child's stdout until a line contains `marker`; returns all lines read.
+pub fn read_until(child: &mut Child, marker: &str) -> Vec<String> {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let done = line.contains(marker);
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+    panic!("output ended before {marker:?}: {lines:?}");
+}
+
+pub fn wait_healthy(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::blocking_get(&format!("{url}/v1/sys/health")) {
+            if r == 200 {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server at {url} never became healthy");
+}
+
+pub fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal blocking GET, so these tests need no second HTTP client.
+pub mod reqwest {
+    pub fn blocking_get(url: &str) -> Result<u16, String> {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+            .output()
+            .map_err(|e| e.to_string())?;
+        String::from_utf8_lossy(&out.stdout)
+            .parse()
+            .map_err(|_| "no code".into())
+    }
+}
+
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
