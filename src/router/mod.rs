@@ -81,8 +81,12 @@ impl Router {
             .and_then(|(_, backend, rest)| backend.route(rest));
 
         if let Some((route, captures)) = &matched {
-            if route.unauthenticated && !incoming.help {
+            if route.unauthenticated {
                 let (mount, _, rest) = found.as_ref().expect("matched implies found");
+                if incoming.help {
+                    // Vault describes a route that needs no token to anyone.
+                    return Ok(docs::help_response(mount, route));
+                }
                 return self
                     .dispatch(route, captures, &incoming, mount, rest, Caller::default())
                     .await;

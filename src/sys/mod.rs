@@ -25,7 +25,8 @@ pub enum Error {
     },
     #[error("paths must be supplied")]
     PathsRequired,
-    #[error("missing policy: give the policy text in the \"policy\" field")]
+    // Vault's text, for a missing and an empty policy alike.
+    #[error("'policy' parameter not supplied or empty")]
     PolicyTextRequired,
     #[error("missing token: give it in the \"token\" field")]
     TokenRequired,

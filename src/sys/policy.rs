@@ -25,8 +25,9 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
         )
         .op(
             Operation::List,
-            "List the policy names (legacy path).",
-            handler(state, list_names),
+            "List the policies, `root` included (legacy path).",
+            // Vault answers a LIST here as it answers a GET.
+            handler(state, list_legacy),
         ),
         Route::new(
             "policy/{name}",
@@ -38,7 +39,10 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
             "policy",
             "The policy document, in HCL or JSON.",
         ))
-        .field(Field::string("rules", "Legacy name of `policy`."))
+        .field(Field::string(
+            "rules",
+            "Legacy name of `policy`, used when `policy` is empty (with a deprecation warning).",
+        ))
         .op(
             Operation::Read,
             "Read a policy as `{name, rules}`.",
@@ -151,14 +155,19 @@ async fn read_acl(state: Arc<SysState>, req: Request) -> Result<Response, AnyErr
     })
 }
 
+/// Vault refuses an empty policy as it refuses a missing one; the legacy
+/// `rules` is used only when `policy` is empty, with a deprecation warning.
 async fn write_policy(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
-    let text = req
-        .fields
-        .str("policy")
-        .or_else(|| req.fields.str("rules"))
-        .ok_or(Error::PolicyTextRequired)?;
+    let given = |field| req.fields.str(field).filter(|text| !text.is_empty());
+    let (text, response) = match given("policy") {
+        Some(text) => (text, Response::empty()),
+        None => (
+            given("rules").ok_or(Error::PolicyTextRequired)?,
+            Response::empty().with_warning("'rules' is deprecated, please use 'policy' instead"),
+        ),
+    };
     state.policies.put(&req.capture("name"), &text).await?;
-    Ok(Response::empty())
+    Ok(response)
 }
 
 async fn delete_policy(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
@@ -205,5 +214,5 @@ async fn capabilities_self(state: Arc<SysState>, req: Request) -> Result<Respons
 
 const LEGACY_LIST_HELP: &str = "GET returns `keys` and `policies`, both the sorted policy names including `root`, also at the top level of the response (Vault's legacy shape, read by vaultrs and node-vault).";
 const LIST_HELP: &str = "Lists the ACL policy names, `root` included.";
-const POLICY_HELP: &str = "Policies are written in Vault's HCL or JSON form: `path \"database/creds/*\" { capabilities = [\"read\"] }`. Globs: `*` at the end matches any suffix, `+` matches one path segment. Capabilities: create, read, update, delete, list, sudo, deny. `allowed_parameters`, `denied_parameters` and `required_parameters` are enforced on reads (query) and writes (body) as Vault does: value globs (`*` at either end), a `*` key, an empty list for any value, merged across policies. pgsecrets does not wrap responses, so a rule with `min_wrapping_ttl` or `max_wrapping_ttl` refuses every request on its paths, as Vault refuses an unwrapped one. Names are case-insensitive. `root` cannot be changed; `default` cannot be deleted.";
+const POLICY_HELP: &str = "Policies are written in Vault's HCL or JSON form: `path \"database/creds/*\" { capabilities = [\"read\"] }`. Globs: `*` at the end matches any suffix, `+` matches one path segment. Capabilities: create, read, update, delete, list, sudo, deny. `allowed_parameters`, `denied_parameters` and `required_parameters` are enforced on reads (query) and writes (body) as Vault does: value globs (`*` at either end), a `*` key, an empty list for any value, merged across policies. pgsecrets does not wrap responses, so a rule with `min_wrapping_ttl` or `max_wrapping_ttl` refuses every request on its paths, as Vault refuses an unwrapped one. Names are case-insensitive and made of letters, digits, `-`, `_` and `.` (at most 128); Vault also accepts other characters and `/`, pgsecrets refuses them. `root` cannot be changed; `default` cannot be deleted.";
 const CAPABILITIES_HELP: &str = "Returns, for each path, the capabilities the calling token's policies grant there: `[\"root\"]` for a root token, `[\"deny\"]` when nothing is granted.";
