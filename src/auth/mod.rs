@@ -26,7 +26,7 @@ pub enum Error {
     InvalidPolicy(#[from] policy::ParseError),
     #[error("policy name must not be empty")]
     EmptyPolicyName,
-    #[error("policy name {name:?} is invalid: use letters, digits, '-', '_' and '.'")]
+    #[error("policy name {name:?} is invalid: it holds a control character")]
     InvalidPolicyName { name: String },
     #[error("cannot update \"root\" policy")]
     CannotUpdateRoot,

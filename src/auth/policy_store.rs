@@ -50,8 +50,19 @@ struct StoredPolicy {
 /// Compiled ACLs kept at most (distinct policy sets of tokens in use).
 const ACL_CACHE_ENTRIES: usize = 1024;
 
+/// A policy's storage key. `%` and `/` in the name are escaped so that a
+/// name such as `team/app` stays one key under `sys/policy/` (listing sees
+/// it, not a folder `team/`); names of earlier versions held neither, so
+/// their keys are unchanged.
 fn key(name: &str) -> String {
-    format!("sys/policy/{name}")
+    format!(
+        "sys/policy/{}",
+        name.replace('%', "%25").replace('/', "%2F")
+    )
+}
+
+fn name_of_key(key: &str) -> String {
+    key.replace("%2F", "/").replace("%25", "%")
 }
 
 /// ACLs already compiled, by the token's policy names as given, with a
@@ -91,24 +102,24 @@ impl PolicyStore {
         Ok(())
     }
 
-    /// Checks a policy name, returning its normalised (lowercase) form.
+    /// Checks a policy name, returning its normalised form: trimmed,
+    /// lowercased and without trailing slashes (`GET sys/policies/acl/p/`
+    /// reads `p`). Any other character is allowed, spaces and `/`
+    /// included, as in Vault (control characters never reach here: the
+    /// HTTP layer refuses them in paths).
     pub fn check_name(name: &str) -> Result<String, Error> {
-        let name = policy::normalize_name(name);
+        let name = policy::normalize_name(name.trim_end_matches('/'));
         if name.is_empty() {
             return Err(Error::EmptyPolicyName);
         }
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            || name.len() > 128
-        {
+        if name.chars().any(char::is_control) {
             return Err(Error::InvalidPolicyName { name });
         }
         Ok(name)
     }
 
     pub async fn get(&self, name: &str) -> Result<Option<Arc<Policy>>, Error> {
-        let name = policy::normalize_name(name);
+        let name = policy::normalize_name(name.trim_end_matches('/'));
         if let Some(p) = self.cache.read().expect("policy cache").get(&name) {
             return Ok(Some(Arc::clone(p)));
         }
@@ -148,7 +159,7 @@ impl PolicyStore {
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), Error> {
-        let name = policy::normalize_name(name);
+        let name = Self::check_name(name)?;
         match name.as_str() {
             "root" => return Err(Error::CannotDeleteRoot),
             "default" => return Err(Error::CannotDeleteDefault),
@@ -162,7 +173,15 @@ impl PolicyStore {
 
     /// Stored policy names, sorted (without `root`).
     pub async fn list(&self) -> Result<Vec<String>, Error> {
-        Ok(self.storage.list("sys/policy/").await?)
+        let mut names: Vec<String> = self
+            .storage
+            .list("sys/policy/")
+            .await?
+            .iter()
+            .map(|k| name_of_key(k))
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     /// The ACL for a token's policies; `root` grants everything. Unknown

@@ -25,6 +25,10 @@ pub enum Error {
     },
     #[error("paths must be supplied")]
     PathsRequired,
+    #[error("missing path: every entry of \"paths\" must be a non-empty path")]
+    MissingPath,
+    #[error("invalid token")]
+    InvalidToken,
     // Vault's text, for a missing and an empty policy alike.
     #[error("'policy' parameter not supplied or empty")]
     PolicyTextRequired,

@@ -94,6 +94,8 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             sys::Error::InvalidTtl { .. }
             | sys::Error::BadQueryParameter { .. }
             | sys::Error::PathsRequired
+            | sys::Error::MissingPath
+            | sys::Error::InvalidToken
             | sys::Error::PolicyTextRequired
             | sys::Error::TokenRequired
             | sys::Error::AccessorRequired

@@ -6,6 +6,7 @@
 
 pub mod envelope;
 pub mod error;
+mod redirect;
 pub mod request;
 
 use std::sync::Arc;
@@ -81,6 +82,9 @@ pub fn app(router: Arc<Router>, config: WireConfig) -> axum::Router {
 
 async fn serve(router: &Router, config: &WireConfig, request: Request<Body>) -> HttpResponse {
     let started = Instant::now();
+    if let Some(redirect) = redirect::response(request.method(), request.uri()) {
+        return redirect;
+    }
     let id = crate::random::uuid();
     let head = request::is_head(request.method());
     let method = request.method().clone();

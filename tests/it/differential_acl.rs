@@ -154,6 +154,8 @@ fn targets() -> Vec<Target> {
         t("sys/policies/acl/target-b", ALL_OPS, policy.clone()),
         t("sys/policies/acl/other", ALL_OPS, policy.clone()),
         t("sys/policies/acl/default", &["GET", "DELETE"], json!({})),
+        t("sys/policies/acl/team/app", ALL_OPS, policy.clone()),
+        t("sys/policies/acl/target-a/", &["GET"], json!({})),
         t("sys/policy", &["GET", "LIST"], json!({})),
         t("sys/policy/target-c", ALL_OPS, json!({ "policy": RULES })),
         t(

@@ -386,6 +386,23 @@ fn corpus() -> Vec<Case> {
             Some(json!({"policy": rules})),
         ),
         case(USERS, "GET", "sys//mounts", None),
+        case(ALL, "GET", "sys//health", None),
+        case(USERS, "GET", "sys/policies/acl/%2E%2E/default", None),
+        case(USERS, "GET", "sys/policies/acl/default//", None),
+        case(
+            USERS,
+            "PUT",
+            "sys/policies/acl/team/app",
+            Some(json!({"policy": rules})),
+        ),
+        case(USERS, "GET", "sys/policies/acl/team/app", None),
+        case(USERS, "GET", "sys/policies/acl/team%2Fapp", None),
+        case(USERS, "LIST", "sys/policies/acl/team", None),
+        case(USERS, "GET", "sys/policies/acl/team?list=true", None),
+        case(USERS, "LIST", "sys/policies/acl/nothing", None),
+        case(USERS, "LIST", "sys/policy/team", None),
+        case(USERS, "LIST", "sys/policy/nothing", None),
+        case(USERS, "DELETE", "sys/policies/acl/team/app", None),
     ];
     cases.push(Case {
         label: Some("33 MiB"),
@@ -454,7 +471,10 @@ async fn the_corpus_answers_as_openbao_does() {
         eprintln!("pgsecrets has no sys/capabilities yet: its cases are skipped");
     }
     let mut differences = Vec::new();
-    for case in corpus() {
+    let mut requests = 0;
+    let corpus = corpus();
+    let cases = corpus.len();
+    for case in corpus {
         let other_token =
             case.path.starts_with("sys/capabilities") && case.path != "sys/capabilities-self";
         if other_token && !has_capabilities {
@@ -471,10 +491,12 @@ async fn the_corpus_answers_as_openbao_does() {
             for (side, tokens) in sides.iter().zip(&tokens) {
                 let (status, reply) = send(side, tokens, who, &case).await;
                 seen.push(summary(status, &reply));
+                requests += 1;
             }
             let id = format!("corpus:{who:?} {} {}{body}", case.method, case.path);
             differences.extend(compare(&id, &seen[0], &seen[1]));
         }
     }
+    eprintln!("corpus: {cases} cases, {requests} requests");
     report("corpus", &differences);
 }
