@@ -42,6 +42,8 @@ pub enum Error {
     InvalidMountPath { path: String, reason: &'static str },
     #[error("failed to revoke the mount's leases: {0}")]
     MountLeases(String),
+    #[error("response wrapping is not supported: remove the X-Vault-Wrap-TTL header")]
+    WrappingNotSupported,
     #[error(transparent)]
     Storage(#[from] crate::storage::Error),
 }
@@ -56,6 +58,10 @@ pub struct Incoming {
     pub data: Map<String, Value>,
     pub token: Option<String>,
     pub help: bool,
+    /// An `X-Vault-Wrap-TTL` came with the request. It is refused only once
+    /// the token and the ACL have been checked, as Vault checks them before
+    /// wrapping: a token the ACL denies gets its 403, not this 400.
+    pub wrap: bool,
 }
 
 /// The dispatcher every HTTP request goes through.
@@ -86,6 +92,9 @@ impl Router {
                 if incoming.help {
                     // Vault describes a route that needs no token to anyone.
                     return Ok(docs::help_response(mount, route));
+                }
+                if incoming.wrap {
+                    return Err(Error::WrappingNotSupported.into());
                 }
                 return self
                     .dispatch(route, captures, &incoming, mount, rest, Caller::default())
@@ -180,6 +189,9 @@ impl Router {
         let sudo = acl.is_root() || capabilities.contains(&Capability::Sudo);
         if spec.sudo && !sudo {
             return Err(Error::PermissionDenied.into());
+        }
+        if incoming.wrap {
+            return Err(Error::WrappingNotSupported.into());
         }
         let caller = Caller {
             token: Some(token.to_string()),

@@ -39,8 +39,6 @@ pub enum RequestError {
     BadJson(String),
     #[error("namespace not found")]
     NamespaceNotFound,
-    #[error("response wrapping is not supported: remove the X-Vault-Wrap-TTL header")]
-    WrappingNotSupported,
 }
 
 /// Extracts the token: a non-empty `X-Vault-Token` wins over `Authorization: Bearer`.
@@ -95,9 +93,6 @@ fn check_headers(headers: &HeaderMap) -> Result<(), RequestError> {
         if !matches!(ns, "" | "root" | "root/" | "/") {
             return Err(RequestError::NamespaceNotFound);
         }
-    }
-    if headers.contains_key("x-vault-wrap-ttl") {
-        return Err(RequestError::WrappingNotSupported);
     }
     Ok(())
 }
@@ -216,6 +211,7 @@ pub async fn decode(
         data,
         token: token(&parts.headers),
         help: help || method == "HELP",
+        wrap: parts.headers.contains_key("x-vault-wrap-ttl"),
     })
 }
 

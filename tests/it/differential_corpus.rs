@@ -21,6 +21,8 @@ enum Who {
     Unknown,
     /// Not a token any server could issue.
     Malformed,
+    /// Root's token as `Authorization: Bearer`, the way curl users send it.
+    Bearer,
 }
 
 const USERS: &[Who] = &[Who::Root, Who::Default];
@@ -41,6 +43,8 @@ struct Case {
     body: Body,
     /// Names the body in the case id when the body itself is too long.
     label: Option<&'static str>,
+    /// Headers besides the token.
+    headers: &'static [(&'static str, &'static str)],
 }
 
 fn case(who: &'static [Who], method: &'static str, path: &str, body: Option<Value>) -> Case {
@@ -50,6 +54,7 @@ fn case(who: &'static [Who], method: &'static str, path: &str, body: Option<Valu
         path: path.to_string(),
         body: body.map_or(Body::None, Body::Json),
         label: None,
+        headers: &[],
     }
 }
 
@@ -60,6 +65,7 @@ fn raw(who: &'static [Who], method: &'static str, path: &str, body: &str) -> Cas
         path: path.to_string(),
         body: Body::Raw(body.to_string()),
         label: None,
+        headers: &[],
     }
 }
 
@@ -404,6 +410,44 @@ fn corpus() -> Vec<Case> {
         case(USERS, "LIST", "sys/policy/nothing", None),
         case(USERS, "DELETE", "sys/policies/acl/team/app", None),
     ];
+    // Headers: the namespace Vault Enterprise reads, wrapping, a form body.
+    for (headers, path) in [
+        (
+            &[("X-Vault-Namespace", "root")][..],
+            "sys/policies/acl/default",
+        ),
+        (
+            &[("X-Vault-Namespace", "team")][..],
+            "sys/policies/acl/default",
+        ),
+        (&[("X-Vault-Namespace", "")][..], "sys/policies/acl/default"),
+        (
+            &[("X-Vault-Wrap-TTL", "60s")][..],
+            "sys/policies/acl/default",
+        ),
+        (
+            &[("X-Vault-Request", "true")][..],
+            "sys/policies/acl/default",
+        ),
+    ] {
+        cases.push(Case {
+            headers,
+            ..case(USERS, "GET", path, None)
+        });
+    }
+    cases.push(case(&[Who::Bearer], "GET", "auth/token/lookup-self", None));
+    let form = "policy=path%20%22a%22%20%7B%20capabilities%20%3D%20%5B%22read%22%5D%20%7D";
+    cases.push(Case {
+        body: Body::Form(form.into()),
+        ..case(USERS, "PUT", "sys/policies/acl/diff-form", None)
+    });
+    cases.push(case(USERS, "GET", "sys/policies/acl/diff-form", None));
+    // A JSON body labelled as a form is still JSON (curl -d '{...}').
+    cases.push(Case {
+        body: Body::Form(json!({ "policy": rules }).to_string()),
+        ..case(USERS, "PUT", "sys/policies/acl/diff-form2", None)
+    });
+    cases.push(case(USERS, "GET", "sys/policies/acl/diff-form2", None));
     cases.push(Case {
         label: Some("33 MiB"),
         ..raw(USERS, "PUT", "sys/policies/acl/diff-huge", &huge)
@@ -427,7 +471,7 @@ impl Tokens {
 async fn send(side: &Side, tokens: &Tokens, who: Who, case: &Case) -> (u16, Value) {
     let fresh;
     let token = match who {
-        Who::Root => Some(side.root.as_str()),
+        Who::Root | Who::Bearer => Some(side.root.as_str()),
         Who::Default => Some(tokens.default.as_str()),
         Who::Fresh => {
             fresh = side.token(json!({"policies": ["default"]})).await;
@@ -443,7 +487,14 @@ async fn send(side: &Side, tokens: &Tokens, who: Who, case: &Case) -> (u16, Valu
         }
         other => other.clone(),
     };
-    side.send(case.method, &tokens.fill(&case.path), token, &body)
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = case.headers.to_vec();
+    match (who, token) {
+        (Who::Bearer, _) => headers.push(("Authorization", bearer.as_deref().unwrap())),
+        (_, Some(token)) => headers.push(("X-Vault-Token", token)),
+        (_, None) => {}
+    }
+    side.send_with(case.method, &tokens.fill(&case.path), &headers, &body)
         .await
 }
 
@@ -485,7 +536,13 @@ async fn the_corpus_answers_as_openbao_does() {
             (None, Body::None) => String::new(),
             (None, Body::Json(v)) => format!(" {v}"),
             (None, Body::Raw(text)) => format!(" raw {text:?}"),
+            (None, Body::Form(text)) => format!(" form {text:?}"),
         };
+        let headers: String = case
+            .headers
+            .iter()
+            .map(|(n, v)| format!(" {n}: {v:?}"))
+            .collect();
         for &who in case.who {
             let mut seen = Vec::new();
             for (side, tokens) in sides.iter().zip(&tokens) {
@@ -493,7 +550,10 @@ async fn the_corpus_answers_as_openbao_does() {
                 seen.push(summary(status, &reply));
                 requests += 1;
             }
-            let id = format!("corpus:{who:?} {} {}{body}", case.method, case.path);
+            let id = format!(
+                "corpus:{who:?} {} {}{body}{headers}",
+                case.method, case.path
+            );
             differences.extend(compare(&id, &seen[0], &seen[1]));
         }
     }

@@ -79,6 +79,14 @@ pub const ALLOW_LIST: &[Entry] = &[
         reason: "an empty list is 404 on every pgsecrets route (clients' not-found); Vault's legacy prefix list answers 200 {\"policies\": null}",
         documented: "routes/sys.md, sys/policy/{name}",
     },
+    // Wrapping.
+    Entry {
+        case: "corpus:Root * X-Vault-Wrap-TTL: *",
+        aspect: "status",
+        differs: "openbao 200, pgsecrets 400",
+        reason: "pgsecrets has no response wrapping: it refuses a request asking for it (after the ACL check) rather than answer unwrapped",
+        documented: README,
+    },
     // Tokens.
     Entry {
         case: "corpus:* GET auth/token/lookup-self?help=1",

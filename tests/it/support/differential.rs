@@ -26,6 +26,8 @@ pub enum Body {
     Json(Value),
     /// Sent as is, labelled `application/json`: bad JSON, huge bodies.
     Raw(String),
+    /// Sent as is, labelled `application/x-www-form-urlencoded`.
+    Form(String),
 }
 
 impl Side {
@@ -51,6 +53,22 @@ impl Side {
         token: Option<&str>,
         body: &Body,
     ) -> (u16, Value) {
+        let headers: Vec<(&str, &str)> = token.map(|t| ("X-Vault-Token", t)).into_iter().collect();
+        self.send_with(method, path, &headers, body).await
+    }
+
+    /// As `send`, with these headers (the token among them, if any).
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Body,
+    ) -> (u16, Value) {
+        let token = headers
+            .iter()
+            .find(|(name, _)| *name == "X-Vault-Token")
+            .map(|(_, value)| *value);
         if let Body::Raw(text) = body {
             if text.len() > 1024 * 1024 {
                 return self.send_huge(method, path, token, text).await;
@@ -59,16 +77,19 @@ impl Side {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let url = format!("{}/v1/{}", self.url, path.trim_start_matches('/'));
         let mut builder = self.client.request(method, url);
-        if let Some(token) = token {
-            builder = builder.header("X-Vault-Token", token);
-        }
         builder = match body {
             Body::None => builder,
             Body::Json(value) => builder.json(value),
             Body::Raw(text) => builder
                 .header("Content-Type", "application/json")
                 .body(text.clone()),
+            Body::Form(text) => builder
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(text.clone()),
         };
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
         let response = builder.send().await.expect("request sent");
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
