@@ -239,7 +239,7 @@ pub async fn assemble(storage: Storage) -> Result<Arc<Router>, StartError> {
     sys_routes_table.extend(sys::health::routes(&state));
     sys_routes_table.extend(sys::policy::routes(&state));
     sys_routes_table.extend(sys::leases::routes(&state));
-    sys_routes_table.extend(sys_routes::routes(&mounts));
+    sys_routes_table.extend(sys_routes::routes(&mounts, &leases, &policies));
     mounts.add_builtin(
         MountEntry::new(
             "sys/",

@@ -352,6 +352,47 @@ impl Acl {
         )
     }
 
+    /// Whether the policies grant anything at or below `mount` (a mount
+    /// path such as `database/`): Vault's test for showing a mount in
+    /// `sys/internal/ui/mounts`. A capability on the mount path itself, an
+    /// exact or prefix rule below it, or a `+` rule that can match below it
+    /// counts; `deny` rules do not.
+    pub fn grants_anything_under(&self, mount: &str) -> bool {
+        if self.root {
+            return true;
+        }
+        let grants = |p: &Permissions| {
+            !p.capabilities.is_empty() && !p.capabilities.contains(&Capability::Deny)
+        };
+        let on_mount = self.capabilities(mount);
+        if !on_mount.is_empty() && !on_mount.contains(&Capability::Deny) {
+            return true;
+        }
+        let mount_segments: Vec<&str> = mount.trim_end_matches('/').split('/').collect();
+        let segment_rule_reaches = |rule: &SegmentRule| {
+            let pattern: Vec<&str> = rule.body.split('/').collect();
+            mount_segments
+                .iter()
+                .enumerate()
+                .all(|(i, m)| match pattern.get(i) {
+                    Some(p) if i + 1 == pattern.len() && rule.prefix => {
+                        *p == "+" || m.starts_with(p)
+                    }
+                    Some(p) => *p == "+" || p == m,
+                    // A shorter pattern matched every segment it has as a prefix.
+                    None => rule.prefix,
+                })
+        };
+        self.exact
+            .iter()
+            .chain(self.prefixes.iter())
+            .any(|(pattern, p)| pattern.starts_with(mount) && grants(p))
+            || self
+                .segments
+                .iter()
+                .any(|rule| grants(&rule.permissions) && segment_rule_reaches(rule))
+    }
+
     /// The capabilities of the highest-priority glob matching `path`.
     fn best_glob(&self, path: &str) -> Option<&Permissions> {
         // Among plain prefix rules the longest matching one ranks highest.
@@ -685,6 +726,34 @@ path "kv2/w" {
     fn leading_slashes_of_the_request_path_are_ignored() {
         let a = acl(&[&rules(&[("/secret/x", r#""read""#)])]);
         assert_eq!(caps(&a, "//secret/x"), ["read"]);
+    }
+
+    #[test]
+    fn mount_access_is_any_grant_below_the_mount() {
+        let acl = acl(&[r#"
+path "dbx/creds/*" { capabilities = ["read"] }
+path "dby/roles/r" { capabilities = ["update"] }
+path "dbz/*" { capabilities = ["deny"] }
+path "+/config/x" { capabilities = ["read"] }
+path "sys/mou*" { capabilities = ["read"] }
+"#]);
+        for (mount, seen) in [
+            ("dbx/", true),
+            ("dby/", true),
+            ("dbz/", true), // via "+/config/x", which deny does not cover
+            ("other/", true),
+            ("sys/", true),
+            ("auth/token/", false),
+        ] {
+            assert_eq!(acl.grants_anything_under(mount), seen, "{mount}");
+        }
+        let narrow =
+            super::Acl::new(&[
+                parse("p", r#"path "dbx/creds/*" { capabilities = ["read"] }"#).unwrap(),
+            ]);
+        assert!(!narrow.grants_anything_under("dby/"));
+        assert!(!narrow.grants_anything_under("db/"));
+        assert!(super::Acl::root().grants_anything_under("anything/"));
     }
 
     #[test]

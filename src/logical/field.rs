@@ -27,6 +27,9 @@ pub enum FieldKind {
     StringList,
     /// A JSON object of string values.
     Map,
+    /// A JSON object of any values, kept as given for the handler to read
+    /// (Vault's mount `config`, whose keys hold strings, lists and nulls).
+    Object,
     /// A path capture following Vault's generic name pattern.
     Name,
     /// A path capture that may contain slashes (lease prefixes).
@@ -43,6 +46,7 @@ impl FieldKind {
             FieldKind::CommaList => "comma-separated list or array",
             FieldKind::StringList => "array of strings",
             FieldKind::Map => "map of strings",
+            FieldKind::Object => "map",
         }
     }
 
@@ -61,6 +65,7 @@ impl FieldKind {
             FieldKind::Map => {
                 serde_json::json!({"type": "object", "additionalProperties": {"type": "string"}})
             }
+            FieldKind::Object => serde_json::json!({"type": "object"}),
         }
     }
 }
@@ -110,6 +115,9 @@ impl Field {
     pub fn map(name: &'static str, description: &'static str) -> Field {
         Field::new(name, FieldKind::Map, description)
     }
+    pub fn object(name: &'static str, description: &'static str) -> Field {
+        Field::new(name, FieldKind::Object, description)
+    }
     pub fn name(name: &'static str, description: &'static str) -> Field {
         Field::new(name, FieldKind::Name, description)
     }
@@ -154,6 +162,7 @@ pub enum FieldValue {
     Duration(u64),
     List(Vec<String>),
     Map(BTreeMap<String, String>),
+    Object(Map<String, Value>),
 }
 
 /// The validated values of a request, read by handlers through the schema.
@@ -269,6 +278,13 @@ impl FieldData {
             _ => None,
         }
     }
+
+    pub fn object(&self, name: &str) -> Option<Map<String, Value>> {
+        match self.value(name)? {
+            FieldValue::Object(m) => Some(m.clone()),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for FieldValue {
@@ -280,6 +296,7 @@ impl std::fmt::Display for FieldValue {
             FieldValue::Duration(d) => write!(f, "{d}"),
             FieldValue::List(l) => f.write_str(&l.join(",")),
             FieldValue::Map(m) => write!(f, "{m:?}"),
+            FieldValue::Object(m) => write!(f, "{}", Value::Object(m.clone())),
         }
     }
 }
@@ -440,6 +457,17 @@ fn convert(field: &Field, value: &Value) -> Result<FieldValue, FieldError> {
                     "expected a comma-separated string or an array, got {}",
                     type_name(other)
                 ),
+            )),
+        },
+        FieldKind::Object => match value {
+            Value::Object(obj) => Ok(FieldValue::Object(obj.clone())),
+            Value::String(s) => match serde_json::from_str::<Value>(s) {
+                Ok(Value::Object(obj)) => Ok(FieldValue::Object(obj)),
+                _ => Err(invalid(field, "expected a JSON object")),
+            },
+            other => Err(invalid(
+                field,
+                format!("expected a JSON object, got {}", type_name(other)),
             )),
         },
         FieldKind::Map => match value {

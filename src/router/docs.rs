@@ -24,6 +24,29 @@ pub fn help_response(mount: &MountEntry, route: &Route) -> Response {
     )
 }
 
+/// Help on a mount's root (`GET /v1/database?help=1`, `vault path-help
+/// database/`): the mount's description and every path it serves, with
+/// the OpenAPI document of them all, in Vault's layout.
+pub fn mount_help_response(mount: &MountEntry, backend: &super::Backend) -> Response {
+    let mut text = format!(
+        "## DESCRIPTION\n\n{}\n\n## PATHS\n\nThe following paths are supported by this backend. To view help for\nany of the paths below, use the help command with any route matching\nthe path pattern. Note that depending on the policy of your auth token,\nyou may or may not be able to access certain paths.\n",
+        mount.description
+    );
+    let mut paths = Map::new();
+    for route in &backend.routes {
+        text.push_str(&format!(
+            "\n    {}\n        {}\n",
+            route.regex.as_str(),
+            route.synopsis
+        ));
+        paths.insert(format!("/{}", route.openapi_path()), path_item(route));
+    }
+    Response::raw(
+        200,
+        json!({"help": text, "see_also": null, "openapi": document(paths)}),
+    )
+}
+
 /// Plain-text help in Vault's layout.
 pub fn help_text(mount: &MountEntry, route: &Route) -> String {
     let mut out = format!(

@@ -3,6 +3,7 @@
 //! from the route tables (help, OpenAPI, `routes/*.md`).
 
 pub mod docs;
+pub mod mount_input;
 pub mod mounts;
 pub mod sys_routes;
 
@@ -14,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::auth::{Capability, PolicyStore, TokenStore};
 use crate::logical::{Caller, FieldData, Operation, Request, Response};
 use crate::Error as AnyError;
-pub use mounts::{Backend, MountConfig, MountEntry, Mounts};
+pub use mounts::{Backend, MountConfig, MountEntry, MountSettings, Mounts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -36,6 +37,17 @@ pub enum Error {
     UnknownEngine { kind: String },
     #[error("No secret engine mount at {path}")]
     NoMount { path: String },
+    #[error("no matching mount at {path:?}")]
+    NoMatchingMount { path: String },
+    #[error("cannot remount {path:?}")]
+    CannotRemount { path: String },
+    #[error("cannot remount to destination {path}")]
+    CannotRemountTo { path: String },
+    #[error(
+        "cannot move {path}: it holds {leases} lease(s), whose IDs name the mount; revoke them \
+         first (sys/leases/revoke-prefix/{path}) or let them expire"
+    )]
+    MountHasLeases { path: String, leases: usize },
     #[error("cannot unmount {path:?}")]
     ProtectedMount { path: String },
     #[error("invalid mount path {path:?}: {reason}")]
@@ -96,8 +108,25 @@ impl Router {
                 if incoming.wrap {
                     return Err(Error::WrappingNotSupported.into());
                 }
+                // A token is not needed here, but one that is given and
+                // valid tells the handler who asks (`sys/internal/ui/mounts`
+                // shows a token the mounts it can use); any other is ignored.
+                let caller = match incoming.token.as_deref() {
+                    Some(token) => match self.tokens.lookup(token).await? {
+                        Some(entry) => Caller {
+                            token: Some(token.to_string()),
+                            token_hash: Some(entry.id_hash.clone()),
+                            accessor: Some(entry.accessor.clone()),
+                            root: entry.policies.iter().any(|p| p == "root"),
+                            policies: entry.policies,
+                            sudo: false,
+                        },
+                        None => Caller::default(),
+                    },
+                    None => Caller::default(),
+                };
                 return self
-                    .dispatch(route, captures, &incoming, mount, rest, Caller::default())
+                    .dispatch(route, captures, &incoming, mount, rest, caller)
                     .await;
             }
         }
@@ -145,6 +174,9 @@ impl Router {
         if incoming.help {
             return match (found, matched) {
                 (Some((mount, _, _)), Some((route, _))) => Ok(docs::help_response(mount, route)),
+                (Some((mount, backend, rest)), None) if rest.is_empty() => {
+                    Ok(docs::mount_help_response(mount, backend))
+                }
                 (None, _) => Err(Error::NoHandler { path }.into()),
                 _ => Err(Error::UnsupportedPath.into()),
             };

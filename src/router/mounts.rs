@@ -23,6 +23,21 @@ pub struct MountConfig {
     pub max_lease_ttl: u64,
 }
 
+/// The other settings Vault clients give a mount and read back: listing
+/// visibility (for `sys/internal/ui/mounts`), and keys kept for the audit
+/// and header features of Vault (stored and shown, not acted on until
+/// pgsecrets has those features). Absent in tables written before them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct MountSettings {
+    /// `""`, `"unauth"` (listed without a token) or `"hidden"`.
+    pub listing_visibility: String,
+    pub audit_non_hmac_request_keys: Vec<String>,
+    pub audit_non_hmac_response_keys: Vec<String>,
+    pub passthrough_request_headers: Vec<String>,
+    pub allowed_response_headers: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MountEntry {
     /// With a trailing slash: `database/`.
@@ -34,6 +49,8 @@ pub struct MountEntry {
     pub uuid: String,
     pub options: Option<BTreeMap<String, String>>,
     pub config: MountConfig,
+    #[serde(default)]
+    pub settings: MountSettings,
     pub local: bool,
     pub seal_wrap: bool,
 }
@@ -58,6 +75,7 @@ impl MountEntry {
             uuid: random::uuid(),
             options: None,
             config: MountConfig::default(),
+            settings: MountSettings::default(),
             local: false,
             seal_wrap: false,
         }
@@ -285,32 +303,119 @@ impl Mounts {
         Ok(Some(entry))
     }
 
-    /// Changes a mount's lease TTLs.
-    pub async fn tune(&self, path: &str, config: MountConfig) -> Result<(), Error> {
+    /// Changes a mount's settings (`sys/mounts/<p>/tune`): `change` edits
+    /// the entry, which is then stored and its TTLs handed to the engine.
+    pub async fn tune(&self, path: &str, change: impl Fn(&mut MountEntry)) -> Result<(), Error> {
         let path = normalize(path);
-        if self.get(&path).is_none() {
+        let Some(mut tuned) = self.get(&path) else {
             return Err(Error::NoMount { path });
+        };
+        change(&mut tuned);
+        if !self.is_builtin(&path) {
+            let persisted: Vec<MountEntry> = self
+                .persisted()
+                .into_iter()
+                .map(|m| if m.path == path { tuned.clone() } else { m })
+                .collect();
+            self.storage.put_json(TABLE_KEY, &persisted).await?;
         }
-        let persisted: Vec<MountEntry> = self
-            .persisted()
-            .into_iter()
-            .map(|mut m| {
-                if m.path == path {
-                    m.config = config;
-                }
-                m
-            })
-            .collect();
-        self.storage.put_json(TABLE_KEY, &persisted).await?;
         for m in self.table.write().expect("mount table").iter_mut() {
             if m.entry.path == path {
-                m.entry.config = config;
+                m.entry = tuned.clone();
                 if let Some(tuning) = &m.backend.tuning {
-                    *tuning.write().expect("mount tuning") = config;
+                    *tuning.write().expect("mount tuning") = tuned.config;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Moves an engine mount to a new path (`sys/remount`). Its storage
+    /// stays (it is keyed by the mount's uuid); a new backend serves the new
+    /// path. Leases name their mount's path, so a mount holding leases is
+    /// not moved: `leases_at` answers how many it holds, and is asked again
+    /// once requests in flight on the old path have finished, when any
+    /// lease that slipped in meanwhile is handed back to the caller to be
+    /// revoked (`after_move`), never left behind untracked.
+    pub async fn remount(
+        &self,
+        from: &str,
+        to: &str,
+        leases_at: impl Fn(String) -> BoxFuture<Result<usize, String>>,
+        after_move: impl Fn(String) -> BoxFuture<Result<(), String>>,
+    ) -> Result<MountEntry, Error> {
+        let from = normalize(from);
+        let Some(entry) = self.get(&from) else {
+            return Err(Error::NoMatchingMount { path: from });
+        };
+        if self.is_builtin(&from) {
+            return Err(Error::CannotRemount { path: from });
+        }
+        let to = normalize(to);
+        if to == "sys/" || to.starts_with("auth/") || to.starts_with("sys/") {
+            return Err(Error::CannotRemountTo { path: to });
+        }
+        let to = check_path(&to)?;
+        if let Some(conflict) = self
+            .table
+            .read()
+            .expect("mount table")
+            .iter()
+            .find(|m| m.entry.path.starts_with(&to) || to.starts_with(&m.entry.path))
+        {
+            return Err(Error::MountInUse {
+                path: conflict.entry.path.clone(),
+            });
+        }
+        let held = leases_at(from.clone()).await.map_err(Error::MountLeases)?;
+        if held > 0 {
+            return Err(Error::MountHasLeases {
+                path: from,
+                leases: held,
+            });
+        }
+        // Out of the table first, so no request reaches either path while
+        // the old engine finishes what it started: two engines never serve
+        // the same clusters at once.
+        let old = {
+            let mut table = self.table.write().expect("mount table");
+            let at = table
+                .iter()
+                .position(|m| m.entry.path == from)
+                .expect("the mount was found above");
+            table.remove(at)
+        };
+        while Arc::strong_count(&old.backend) > 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let mut moved = entry.clone();
+        moved.path = to.clone();
+        let result: Result<Backend, Error> = async {
+            // A lease issued by a request that was in flight: revoked, not
+            // left naming a path that no longer serves.
+            after_move(from.clone()).await.map_err(Error::MountLeases)?;
+            let backend = (self.factory)(&moved)?;
+            let mut persisted = self.persisted();
+            persisted.push(moved.clone());
+            self.storage.put_json(TABLE_KEY, &persisted).await?;
+            Ok(backend)
+        }
+        .await;
+        let mut table = self.table.write().expect("mount table");
+        match result {
+            Ok(backend) => {
+                table.push(Mounted {
+                    entry: moved.clone(),
+                    backend: Arc::new(backend),
+                    builtin: false,
+                });
+            }
+            Err(e) => {
+                table.push(old);
+                return Err(e);
+            }
+        }
+        Ok(moved)
     }
 
     fn is_builtin(&self, path: &str) -> bool {

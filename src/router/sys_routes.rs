@@ -2,14 +2,18 @@
 //! (`sys/mounts`, and `sys/auth` for the auth mounts) and the OpenAPI
 //! document (`sys/internal/specs/openapi`).
 
-use std::sync::{Arc, Weak};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use serde_json::{json, Map, Value};
 
-use super::mounts::{self, MountConfig, MountEntry, Mounts};
+use super::mount_input::{config_json, MountInput};
+use super::mounts::{self, MountEntry, Mounts};
 use super::Error;
 use crate::auth::token::SYSTEM_MAX_TTL;
-use crate::logical::{duration, handler, Field, Operation, Request, Response, Route};
+use crate::auth::PolicyStore;
+use crate::lease::LeaseManager;
+use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::sys;
 use crate::Error as AnyError;
 
@@ -17,6 +21,12 @@ use crate::Error as AnyError;
 /// owns these handlers.
 pub struct MountRoutes {
     mounts: Weak<Mounts>,
+    leases: Arc<LeaseManager>,
+    policies: PolicyStore,
+    /// `sys/remount` answers with a migration id that
+    /// `sys/remount/status/<id>` reports on; moves finish before the answer,
+    /// so this only remembers them (until restart).
+    migrations: Mutex<BTreeMap<String, (String, String)>>,
 }
 
 impl MountRoutes {
@@ -27,12 +37,68 @@ impl MountRoutes {
     }
 }
 
-pub fn routes(mounts: &Arc<Mounts>) -> Vec<Route> {
+/// The tune fields, the same for `sys/mounts/<p>/tune` and
+/// `sys/auth/<p>/tune`.
+fn tune_route(template: &'static str, state: &Arc<MountRoutes>) -> Route {
+    let mut route = Route::new(template, "Tune a mount's settings.", TUNE_HELP)
+        .field(Field::path("path", "The mount path, e.g. `database`."))
+        .field(Field::string(
+            "default_lease_ttl",
+            "Default lease TTL of the mount (duration, or `system` for 768h; empty: unchanged).",
+        ))
+        .field(Field::string(
+            "max_lease_ttl",
+            "Maximum lease TTL of the mount (duration, or `system` for 768h; empty: unchanged).",
+        ))
+        .field(Field::string(
+            "description",
+            "New description of the mount.",
+        ))
+        .field(Field::map("options", "Engine options (kept, unused)."))
+        .field(Field::string(
+            "listing_visibility",
+            "`unauth` lists the mount in `sys/internal/ui/mounts` without a token; `hidden` or empty do not.",
+        ))
+        .field(Field::bool("force_no_cache", "Accepted for compatibility; ignored."))
+        .field(Field::string("token_type", "Accepted for compatibility; ignored."))
+        .field(Field::string("plugin_version", "Accepted for compatibility; ignored."));
+    for key in [
+        "audit_non_hmac_request_keys",
+        "audit_non_hmac_response_keys",
+        "passthrough_request_headers",
+        "allowed_response_headers",
+    ] {
+        route = route.field(Field::list(
+            key,
+            "Kept and shown for Vault clients; not acted on.",
+        ));
+    }
+    let (read, write) = if template.starts_with("auth/") {
+        (
+            "Read an auth method's settings.",
+            "Change an auth method's settings.",
+        )
+    } else {
+        ("Read a mount's settings.", "Change a mount's settings.")
+    };
+    route
+        .op(Operation::Read, read, handler(state, read_tune))
+        .op(Operation::Write, write, handler(state, write_tune))
+}
+
+pub fn routes(
+    mounts: &Arc<Mounts>,
+    leases: &Arc<LeaseManager>,
+    policies: &PolicyStore,
+) -> Vec<Route> {
     let state = Arc::new(MountRoutes {
         mounts: Arc::downgrade(mounts),
+        leases: Arc::clone(leases),
+        policies: policies.clone(),
+        migrations: Mutex::default(),
     });
     vec![
-        Route::new("mounts/?", "List the mounted secrets engines.", MOUNTS_HELP).op(
+        Route::new("mounts", "List the mounted secrets engines.", MOUNTS_HELP).op(
             Operation::Read,
             "List the mounted secrets engines.",
             handler(&state, list_mounts),
@@ -42,33 +108,58 @@ pub fn routes(mounts: &Arc<Mounts>) -> Vec<Route> {
             "List the enabled auth methods.",
             handler(&state, list_auth),
         ),
+        tune_route("mounts/{path*}/tune", &state),
+        tune_route("auth/{path*}/tune", &state),
+        Route::new("auth/{path*}", "Read an auth method.", AUTH_MOUNT_HELP)
+            .field(Field::path("path", "The auth method's path, e.g. `token`."))
+            .op(
+                Operation::Read,
+                "Read one auth method.",
+                handler(&state, read_auth),
+            ),
+        Route::new("remount", "Move a secrets engine to a new path.", REMOUNT_HELP)
+            .field(Field::string("from", "The mount's current path, e.g. `db2`.").required())
+            .field(Field::string("to", "The new path, e.g. `db3`.").required())
+            .op(
+                Operation::Write,
+                "Move the mount.",
+                handler(&state, remount),
+            ),
         Route::new(
-            "mounts/{path*}/tune",
-            "Tune a mount's lease TTLs.",
-            TUNE_HELP,
+            "remount/status/{migration_id}",
+            "The outcome of a mount move.",
+            REMOUNT_HELP,
         )
-        .field(Field::path("path", "The mount path, e.g. `database`."))
-        .field(Field::string(
-            "default_lease_ttl",
-            "Default lease TTL of the mount (duration, or `system` for 768h).",
-        ))
-        .field(Field::string(
-            "max_lease_ttl",
-            "Maximum lease TTL of the mount (duration, or `system` for 768h).",
-        ))
-        .field(Field::string(
-            "description",
-            "New description of the mount.",
-        ))
+        .field(Field::name("migration_id", "The id `sys/remount` answered with."))
         .op(
             Operation::Read,
-            "Read a mount's lease TTLs.",
-            handler(&state, read_tune),
+            "Read how a move ended.",
+            handler(&state, remount_status),
+        ),
+        Route::new(
+            "internal/ui/mounts",
+            "The mounts the caller can use.",
+            UI_MOUNTS_HELP,
         )
+        .unauthenticated()
         .op(
-            Operation::Write,
-            "Change a mount's lease TTLs.",
-            handler(&state, write_tune),
+            Operation::Read,
+            "List the mounts the caller can use.",
+            handler(&state, ui_mounts),
+        ),
+        Route::new(
+            "internal/ui/mounts/{path*}",
+            "The mount serving a path, if the caller can use it.",
+            UI_MOUNTS_HELP,
+        )
+        .field(Field::path("path", "A path, e.g. `database/creds/x`."))
+        // As in Vault: no ACL check on the route itself, the handler
+        // decides from the token's policies (a token is needed).
+        .unauthenticated()
+        .op(
+            Operation::Read,
+            "Read the mount serving the path.",
+            handler(&state, ui_mount),
         ),
         Route::new(
             "mounts/{path*}",
@@ -90,9 +181,9 @@ pub fn routes(mounts: &Arc<Mounts>) -> Vec<Route> {
             "description",
             "A human-friendly description.",
         ))
-        .field(Field::map(
+        .field(Field::object(
             "config",
-            "Mount settings: `default_lease_ttl` and `max_lease_ttl` (durations or `system`).",
+            "Mount settings: `default_lease_ttl` and `max_lease_ttl` (durations or `system`), `listing_visibility`, and Vault's list settings (kept, unused); other keys are ignored.",
         ))
         .field(Field::map("options", "Engine options (kept, unused)."))
         .field(Field::bool("local", "Accepted for compatibility; ignored."))
@@ -106,6 +197,10 @@ pub fn routes(mounts: &Arc<Mounts>) -> Vec<Route> {
         ))
         .field(Field::string(
             "plugin_version",
+            "Accepted for compatibility; ignored.",
+        ))
+        .field(Field::bool(
+            "external_entropy_access",
             "Accepted for compatibility; ignored.",
         ))
         .op(
@@ -139,6 +234,10 @@ pub fn routes(mounts: &Arc<Mounts>) -> Vec<Route> {
 
 /// The JSON shape Vault clients expect for one mount.
 pub fn mount_json(entry: &MountEntry) -> Value {
+    let mut config = config_json(entry);
+    if entry.kind == "token" {
+        config["token_type"] = json!("default-service");
+    }
     json!({
         "type": entry.kind,
         "description": entry.description,
@@ -151,11 +250,7 @@ pub fn mount_json(entry: &MountEntry) -> Value {
         "plugin_version": "",
         "running_plugin_version": "",
         "running_sha256": "",
-        "config": {
-            "default_lease_ttl": entry.config.default_lease_ttl,
-            "max_lease_ttl": entry.config.max_lease_ttl,
-            "force_no_cache": false,
-        },
+        "config": config,
     })
 }
 
@@ -177,9 +272,7 @@ async fn list_auth(state: Arc<MountRoutes>, _req: Request) -> Result<Response, A
     let mut data = Map::new();
     for entry in state.mounts().entries() {
         if let Some(path) = entry.path.strip_prefix("auth/") {
-            let mut json = mount_json(&entry);
-            json["config"]["token_type"] = json!("default-service");
-            data.insert(path.to_string(), json);
+            data.insert(path.to_string(), mount_json(&entry));
         }
     }
     let mut response = Response::data(data);
@@ -200,49 +293,16 @@ async fn read_mount(state: Arc<MountRoutes>, req: Request) -> Result<Response, A
     }
 }
 
-/// `"system"`, empty or absent mean 0 (the system default).
-fn parse_ttl(field: &'static str, value: Option<String>) -> Result<u64, AnyError> {
-    let Some(value) = value else { return Ok(0) };
-    if value.is_empty() || value == "system" {
-        return Ok(0);
-    }
-    let seconds = duration::parse_seconds(&value).map_err(|reason| sys::Error::InvalidTtl {
-        field,
-        reason: format!("{value:?}: {reason}"),
-    })?;
-    if seconds < 0.0 {
-        return Err(sys::Error::InvalidTtl {
-            field,
-            reason: format!("cannot provide negative value '{value}'"),
+async fn read_auth(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
+    let path = mounts::normalize(&format!("auth/{}", req.capture("path")));
+    match state.mounts().get(&path) {
+        Some(entry) => {
+            let mut response = Response::json(mount_json(&entry));
+            response.data_at_top_level = true;
+            Ok(response)
         }
-        .into());
+        None => Err(Error::NoMount { path }.into()),
     }
-    let seconds = seconds as u64;
-    if seconds > SYSTEM_MAX_TTL {
-        return Err(sys::Error::InvalidTtl {
-            field,
-            reason: format!(
-                "{value:?} is greater than the system maximum of {}",
-                duration::format_go(SYSTEM_MAX_TTL)
-            ),
-        }
-        .into());
-    }
-    Ok(seconds)
-}
-
-fn check_config(config: MountConfig) -> Result<MountConfig, AnyError> {
-    if config.default_lease_ttl > 0
-        && config.max_lease_ttl > 0
-        && config.default_lease_ttl > config.max_lease_ttl
-    {
-        return Err(sys::Error::InvalidTtl {
-            field: "default_lease_ttl",
-            reason: "it must not be greater than max_lease_ttl".into(),
-        }
-        .into());
-    }
-    Ok(config)
 }
 
 async fn enable_mount(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
@@ -250,15 +310,10 @@ async fn enable_mount(state: Arc<MountRoutes>, req: Request) -> Result<Response,
     let kind = req.fields.str("type").unwrap_or_default();
     let mut entry = MountEntry::new(&mounts::normalize(&path), &kind, "");
     entry.description = req.fields.str("description").unwrap_or_default();
-    entry.options = req.fields.map("options");
-    if let Some(config) = req.fields.map("config") {
-        entry.config = check_config(MountConfig {
-            default_lease_ttl: parse_ttl(
-                "default_lease_ttl",
-                config.get("default_lease_ttl").cloned(),
-            )?,
-            max_lease_ttl: parse_ttl("max_lease_ttl", config.get("max_lease_ttl").cloned())?,
-        })?;
+    // Vault shows `{}` for a mount enabled without options.
+    entry.options = Some(req.fields.map("options").unwrap_or_default());
+    if let Some(config) = req.fields.object("config") {
+        MountInput::from_config(&config)?.apply(&mut entry)?;
     }
     state.mounts().enable(entry).await?;
     Ok(Response::empty())
@@ -269,16 +324,31 @@ async fn disable_mount(state: Arc<MountRoutes>, req: Request) -> Result<Response
     Ok(Response::empty())
 }
 
+/// The mount a tune route names: `sys/auth/<p>/tune` tunes `auth/<p>/`.
+fn tuned_path(req: &Request) -> String {
+    let path = req.capture("path");
+    if req.path.starts_with("auth/") {
+        mounts::normalize(&format!("auth/{path}"))
+    } else {
+        mounts::normalize(&path)
+    }
+}
+
 async fn read_tune(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
-    let path = mounts::normalize(&req.capture("path"));
+    let path = tuned_path(&req);
     let entry = state.mounts().get(&path).ok_or(Error::NoMount { path })?;
-    Ok(Response::json(json!({
-        "description": entry.description,
-        "default_lease_ttl": effective(entry.config.default_lease_ttl),
-        "max_lease_ttl": effective(entry.config.max_lease_ttl),
-        "force_no_cache": false,
-        "options": entry.options,
-    })))
+    let mut data = config_json(&entry);
+    data["default_lease_ttl"] = json!(effective(entry.config.default_lease_ttl));
+    data["max_lease_ttl"] = json!(effective(entry.config.max_lease_ttl));
+    data["description"] = json!(entry.description);
+    if entry.kind == "token" {
+        data["token_type"] = json!("default-service");
+    } else {
+        data["options"] = json!(entry.options);
+    }
+    let mut response = Response::json(data);
+    response.data_at_top_level = entry.path.starts_with("auth/");
+    Ok(response)
 }
 
 /// Tune reads report the effective value, so 0 shows as the system's.
@@ -291,21 +361,141 @@ fn effective(ttl: u64) -> u64 {
 }
 
 async fn write_tune(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
-    let path = mounts::normalize(&req.capture("path"));
+    let path = tuned_path(&req);
     let mounts = state.mounts();
-    let entry = mounts
+    let mut tuned = mounts
         .get(&path)
         .ok_or(Error::NoMount { path: path.clone() })?;
-    let mut config = entry.config;
-    if req.fields.is_set("default_lease_ttl") {
-        config.default_lease_ttl =
-            parse_ttl("default_lease_ttl", req.fields.str("default_lease_ttl"))?;
-    }
-    if req.fields.is_set("max_lease_ttl") {
-        config.max_lease_ttl = parse_ttl("max_lease_ttl", req.fields.str("max_lease_ttl"))?;
-    }
-    mounts.tune(&path, check_config(config)?).await?;
+    let input = MountInput::from_tune(&req.fields)?;
+    // Checked on a copy first: a refused tune changes nothing.
+    input.apply(&mut tuned)?;
+    mounts
+        .tune(&path, |entry| {
+            *entry = tuned.clone();
+        })
+        .await?;
     Ok(Response::empty())
+}
+
+async fn remount(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
+    let (from, to) = (req.capture("from"), req.capture("to"));
+    let leases = Arc::clone(&state.leases);
+    let late = Arc::clone(&state.leases);
+    let moved = state
+        .mounts()
+        .remount(
+            &from,
+            &to,
+            move |path: String| {
+                let leases = Arc::clone(&leases);
+                Box::pin(async move {
+                    leases
+                        .leases_under(&path)
+                        .await
+                        .map(|l| l.len())
+                        .map_err(|e| e.to_string())
+                })
+            },
+            // Leases issued on the old path while it moved: their IDs name
+            // a path that no longer serves, so they are revoked now (the
+            // old engine is still registered for them) rather than leaked.
+            move |path: String| {
+                let late = Arc::clone(&late);
+                Box::pin(async move {
+                    let revoked = late
+                        .revoke_prefix(&path, true)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if revoked > 0 {
+                        tracing::warn!(mount = %path, revoked, "leases issued during a mount move were revoked");
+                    }
+                    Ok(())
+                })
+            },
+        )
+        .await?;
+    // The old path's engine is gone; the new one registered itself.
+    state.leases.unregister(&mounts::normalize(&from));
+    let id = crate::random::uuid();
+    state
+        .migrations
+        .lock()
+        .expect("migrations")
+        .insert(id.clone(), (mounts::normalize(&from), moved.path));
+    let mut response = Response::json(json!({ "migration_id": id }));
+    response.data_at_top_level = true;
+    response.warnings.push(
+        "The mount was moved before this answer; sys/remount/status/<migration_id> reports it"
+            .into(),
+    );
+    Ok(response)
+}
+
+async fn remount_status(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
+    let id = req.capture("migration_id");
+    let found = state
+        .migrations
+        .lock()
+        .expect("migrations")
+        .get(&id)
+        .cloned();
+    Ok(match found {
+        Some((source, target)) => Response::json(json!({
+            "migration_id": id,
+            "migration_info": {"source_mount": source, "target_mount": target, "status": "success"},
+        })),
+        None => Response::empty(),
+    })
+}
+
+/// `sys/internal/ui/mounts`: with a token, every mount it can use (Vault's
+/// test: anything granted at or below the mount); without one, only mounts
+/// tuned `listing_visibility=unauth`, as `{type, description, options}`.
+async fn ui_mounts(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
+    let acl = match &req.caller.token_hash {
+        Some(_) => Some(state.policies.acl(&req.caller.policies).await?),
+        None => None,
+    };
+    let (mut secret, mut auth) = (Map::new(), Map::new());
+    for entry in state.mounts().entries() {
+        let shown = match &acl {
+            Some(acl) => acl.grants_anything_under(&entry.path),
+            None => entry.settings.listing_visibility == "unauth",
+        };
+        if !shown {
+            continue;
+        }
+        let json = if acl.is_some() {
+            mount_json(&entry)
+        } else {
+            json!({"type": entry.kind, "description": entry.description, "options": entry.options})
+        };
+        match entry.path.strip_prefix("auth/") {
+            Some(path) => auth.insert(path.to_string(), json),
+            None => secret.insert(entry.path.clone(), json),
+        };
+    }
+    Ok(Response::json(json!({"secret": secret, "auth": auth})))
+}
+
+/// `sys/internal/ui/mounts/<path>`: the mount serving `path`, with its
+/// path, if the token can use it; otherwise Vault's 403.
+async fn ui_mount(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
+    let path = req.capture("path");
+    if req.caller.token_hash.is_none() {
+        return Err(Error::MissingToken.into());
+    }
+    let acl = state.policies.acl(&req.caller.policies).await?;
+    let asked = mounts::normalize(&path);
+    let found = state.mounts().find(&asked).map(|(entry, _, _)| entry);
+    match found {
+        Some(entry) if acl.grants_anything_under(&entry.path) => {
+            let mut json = mount_json(&entry);
+            json["path"] = json!(entry.path.strip_prefix("auth/").unwrap_or(&entry.path));
+            Ok(Response::json(json))
+        }
+        _ => Err(sys::Error::Preflight { path: asked }.into()),
+    }
 }
 
 async fn openapi(state: Arc<MountRoutes>, _req: Request) -> Result<Response, AnyError> {
@@ -318,5 +508,8 @@ async fn openapi(state: Arc<MountRoutes>, _req: Request) -> Result<Response, Any
 const MOUNTS_HELP: &str = "Lists every mounted secrets engine with its type, accessor and lease settings. The keys are the mount paths with a trailing slash; they are repeated at the top level of the response, as Vault does.";
 const MOUNT_HELP: &str = "POST enables a secrets engine (`type=database`) at the path; the path must not overlap an existing mount. GET reads the mount. DELETE disables it: every lease issued under it is revoked first, and the engine's stored configuration is removed. Deleting a path that is not mounted succeeds.";
 const AUTH_HELP: &str = "Lists the enabled auth methods with their type, accessor and settings. pgsecrets has one, the token store at `token/`; enabling others is not supported. The keys are repeated at the top level of the response, as Vault does.";
-const TUNE_HELP: &str = "Reads or changes the default and maximum lease TTLs of a mount. Credentials issued under the mount use the role's TTLs when set, else these.";
+const TUNE_HELP: &str = "Reads or changes a mount's settings: its default and maximum lease TTLs (credentials issued under the mount use the role's TTLs when set, else these), description, options and `listing_visibility`; Vault's audit and header lists are kept and shown but not acted on. An empty TTL leaves it unchanged. `sys/auth/token/tune` tunes the token store.";
+const AUTH_MOUNT_HELP: &str = "Reads one auth method, as an entry of `sys/auth`. pgsecrets has one, the token store at `token/`.";
+const REMOUNT_HELP: &str = "Moves a secrets engine to a new path: its clusters, databases and roles go with it. A mount that holds leases is not moved (their IDs name the mount's path): revoke them first. The move is finished when the answer comes; its `migration_id` can be read at `sys/remount/status/<id>` (until the server restarts).";
+const UI_MOUNTS_HELP: &str = "Lists the mounts a token can use (it is granted something at or below them), under `secret` and `auth`; without a token, only the mounts tuned with `listing_visibility=unauth`. With a path, returns the mount serving it, if the token can use it.";
 const OPENAPI_HELP: &str = "Returns an OpenAPI 3.0.2 document generated from the route tables of every mount. No token is needed.";

@@ -23,6 +23,13 @@ pub enum Error {
         value: String,
         expected: &'static str,
     },
+    /// Vault's answer when a token cannot use the mount it asked about.
+    #[error("preflight capability check returned 403, please ensure client's policies grant access to path {path:?}")]
+    Preflight { path: String },
+    #[error("unable to convert given mount config information")]
+    MountConfig,
+    #[error("invalid listing_visibility {0}")]
+    ListingVisibility(String),
     #[error("paths must be supplied")]
     PathsRequired,
     #[error("missing path: every entry of \"paths\" must be a non-empty path")]

@@ -62,6 +62,10 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | router::Error::UnknownEngine { .. }
             | router::Error::NoMount { .. }
             | router::Error::ProtectedMount { .. }
+            | router::Error::NoMatchingMount { .. }
+            | router::Error::CannotRemount { .. }
+            | router::Error::CannotRemountTo { .. }
+            | router::Error::MountHasLeases { .. }
             | router::Error::InvalidMountPath { .. }
             | router::Error::MountLeases(_)
             | router::Error::WrappingNotSupported => bad(e),
@@ -95,12 +99,15 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | sys::Error::BadQueryParameter { .. }
             | sys::Error::PathsRequired
             | sys::Error::MissingPath
+            | sys::Error::MountConfig
+            | sys::Error::ListingVisibility(_)
             | sys::Error::InvalidToken
             | sys::Error::PolicyTextRequired
             | sys::Error::TokenRequired
             | sys::Error::AccessorRequired
             | sys::Error::UnknownAccessor
             | sys::Error::TokenNotFound => bad(e),
+            sys::Error::Preflight { .. } => (StatusCode::FORBIDDEN, vec![e.to_string()]),
         },
         Error::Engine(e) => match e {
             engine::Error::ClusterNotFound { .. } | engine::Error::DatabaseNotFound { .. } => {
