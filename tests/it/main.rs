@@ -6,6 +6,7 @@ mod support;
 
 mod adversarial;
 mod agent;
+mod bao_cli;
 mod bench;
 mod cli;
 mod cli_client;
