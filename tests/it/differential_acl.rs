@@ -95,6 +95,13 @@ const POLICIES: &[(&str, &str)] = &[
     ("m-deny-lookup-self", r#"path "auth/token/lookup-self" { capabilities = ["deny"] }"#),
     ("m-target-b-read", r#"path "sys/policies/acl/target-b" { capabilities = ["read"] }"#),
     ("m-target-b-update", r#"path "sys/policies/acl/target-b" { capabilities = ["update", "create"] }"#),
+    (
+        "m-read-query",
+        r#"path "sys/policies/acl/target-b" {
+  capabilities = ["read"]
+  allowed_parameters = { "version" = ["1"] }
+}"#,
+    ),
     ("m-ui", r#"path "sys/internal/ui/mounts/*" { capabilities = ["read"] }"#),
     ("m-remount", r#"path "sys/remount" { capabilities = ["update", "sudo"] }"#),
     (
@@ -121,6 +128,7 @@ fn token_sets() -> Vec<Vec<&'static str>> {
         vec!["m-leases", "m-leases-sudo", "m-sys-sudo"],
         vec!["m-plus", "m-acl-read", "m-acl-param-denied"],
         vec!["m-token-crudl", "m-create-required"],
+        vec!["m-read-query", "m-target-b-read"],
     ]);
     sets
 }
@@ -250,17 +258,22 @@ fn targets() -> Vec<Target> {
     ]
 }
 
-/// More POST bodies to paths above, to reach each parameter rule: one with
-/// `num_uses` (required), one with a display name no glob allows, and an
-/// extra field no `allowed_parameters` lists.
-fn extra_requests() -> Vec<(&'static str, Value)> {
+/// More requests to paths above, to reach each parameter rule: POST bodies
+/// with `num_uses` (required), with a display name no glob allows, and with
+/// an extra field no `allowed_parameters` lists; reads whose query a rule
+/// constrains, as Vault checks a read's query.
+fn extra_requests() -> Vec<(&'static str, &'static str, Value)> {
+    let post = |path, body| ("POST", path, body);
     vec![
-        (
+        ("GET", "sys/policies/acl/target-b?version=1", json!({})),
+        ("GET", "sys/policies/acl/target-b?version=2", json!({})),
+        ("GET", "sys/policies/acl/target-b?other=1", json!({})),
+        post(
             "auth/token/create",
             json!({"num_uses": 3, "display_name": "m2"}),
         ),
-        ("auth/token/create", json!({"display_name": "other"})),
-        (
+        post("auth/token/create", json!({"display_name": "other"})),
+        post(
             "sys/policies/acl/target-a",
             json!({"name": "ignored", "policy": RULES}),
         ),
@@ -332,11 +345,11 @@ async fn the_acl_matrix_decides_as_openbao_does() {
                 differences.extend(compare_allowed(&case, answers[0], answers[1]));
             }
         }
-        for (path, body) in extra_requests() {
-            let answers = both(&sides, mine, "POST", path, &body).await;
+        for (op, path, body) in extra_requests() {
+            let answers = both(&sides, mine, op, path, &body).await;
             requests += 2;
             denied += usize::from(answers[0] == 403);
-            let case = format!("acl:{who} POST {path} {body}");
+            let case = format!("acl:{who} {op} {path} {body}");
             differences.extend(compare_allowed(&case, answers[0], answers[1]));
         }
         // What each token is told it may do, path by path.
