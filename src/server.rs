@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{PolicyStore, TokenStore};
 use crate::config::{Config, SealConfig, StorageConfig, TlsConfig};
+pub use crate::engine::EngineOptions;
 use crate::lease::LeaseManager;
 use crate::router::{mounts::MountEntry, sys_routes, Backend, Mounts, Router};
 use crate::storage::{self, inmem::InMemBackend, sqlite::SqliteBackend, Storage};
@@ -177,6 +178,15 @@ pub async fn fresh_inmem(root_token_id: Option<String>) -> Result<(Storage, Stri
 
 /// Builds the router over unsealed storage: built-in mounts, engine mounts.
 pub async fn assemble(storage: Storage) -> Result<Arc<Router>, StartError> {
+    assemble_with(storage, EngineOptions::default()).await
+}
+
+/// [`assemble`] with the engines' options (`server --dev` keeps root
+/// passwords, see [`EngineOptions`]).
+pub async fn assemble_with(
+    storage: Storage,
+    engine_options: EngineOptions,
+) -> Result<Arc<Router>, StartError> {
     let cluster = ClusterInfo::load_or_create(&storage).await?;
     let tokens = TokenStore::new(storage.clone());
     let policies = PolicyStore::new(storage.clone());
@@ -209,6 +219,7 @@ pub async fn assemble(storage: Storage) -> Result<Arc<Router>, StartError> {
                 engine_storage.clone(),
                 entry,
                 Arc::clone(&engine_leases),
+                engine_options,
             ))
         }),
     ));

@@ -173,7 +173,7 @@ async fn run_scenarios(options: Options) -> Result<(), Error> {
     let mut report = Report::default();
     let pg = if scenarios.iter().any(|s| s.needs_postgres()) {
         let bin = pg::find_bin(options.pg_bin.as_deref())?;
-        let pg = pg::Pg::start(&bin)?;
+        let pg = pg::start(&bin)?;
         report.note(format!(
             "{} from {}, durability defaults (fsync on)",
             pg.version(),

@@ -53,7 +53,7 @@ pub async fn revoke(pg: &Pg, plan: &Plan) -> Result<Vec<Row>, Error> {
     check("issuing for expiry", error)?;
     let all_due = Instant::now() + Duration::from_secs(ttl + 1);
     let pause = all_due.saturating_duration_since(Instant::now());
-    let admin = pg.admin().await?;
+    let admin = super::pg::admin(pg).await?;
     let server = server.restart(pause).await?;
     let started = Instant::now();
     let expiring = count_roles(&admin, "v-rvx-").await?;
@@ -61,7 +61,7 @@ pub async fn revoke(pg: &Pg, plan: &Plan) -> Result<Vec<Row>, Error> {
     let expiry_time = started.elapsed();
     let expiry_rate = expiring as f64 / expiry_time.as_secs_f64();
     eprintln!("bench: revoke expiry: {expiring} users in {expiry_time:.2?}");
-    pg.vacuum_role_catalogs().await?;
+    super::pg::vacuum_role_catalogs(pg).await?;
     let (after, _) = floor_run(pg, &cluster, n).await?;
     let floor_rate = (2 * n) as f64 / (before + after).as_secs_f64();
     eprintln!(
@@ -129,7 +129,7 @@ async fn floor_run(
     drop(clients);
     eprintln!("bench: revoke floor: {n} users in {floor_time:.2?}");
     // Each measured phase starts without the previous one's dead catalog rows.
-    pg.vacuum_role_catalogs().await?;
+    super::pg::vacuum_role_catalogs(pg).await?;
     Ok((floor_time, issue_time))
 }
 

@@ -15,6 +15,7 @@
 pub mod agent;
 pub mod bench;
 pub mod creds;
+pub mod dev;
 pub mod docs;
 pub mod error;
 pub mod generic;
@@ -124,6 +125,9 @@ pub struct ServerArgs {
     /// Root token of the dev server (default: random).
     #[arg(long, env = "VAULT_DEV_ROOT_TOKEN_ID", requires = "dev")]
     pub dev_root_token_id: Option<String>,
+    /// Do not start the dev server's throwaway PostgreSQL.
+    #[arg(long, requires = "dev")]
+    pub dev_no_postgres: bool,
     /// Configuration file (TOML); see config/pgsecrets.toml.
     #[arg(long, required_unless_present = "dev", conflicts_with = "dev")]
     pub config: Option<PathBuf>,

@@ -19,29 +19,56 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     } else {
         (server::unseal(&config).await?, None)
     };
-    let router = server::assemble(storage).await?;
+    // In dev mode root passwords are not rotated: the storage is in memory
+    // (see EngineOptions).
+    let options = server::EngineOptions {
+        keep_root_password: root_token.is_some(),
+    };
+    let router = server::assemble_with(storage, options).await?;
     let tls = config.tls.as_ref().map(server::tls_config).transpose()?;
     let listener = server::bind(config.address).await?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Kept until the server stops: dropping it stops PostgreSQL.
+    let mut dev_postgres = None;
     if let Some(token) = &root_token {
         println!(
             "pgsecrets dev server listening on {scheme}://{address}\n\
-             Storage is in memory: everything is lost on exit.\n\n\
+             Storage is in memory: everything is lost on exit; root passwords of the\n\
+             PostgreSQL servers you register are not rotated, so none is lost with it.\n\n\
              \x20   export VAULT_ADDR='{scheme}://{address}'\n\
              \x20   export VAULT_TOKEN='{token}'\n\n\
              Root Token: {token}\n\
              The database engine is mounted at database/.\n"
         );
+        if args.dev && !args.dev_no_postgres {
+            if let Some(pg) = super::dev::start_postgres().await {
+                let pg = std::sync::Arc::new(pg);
+                let (registering, address, token) = (
+                    std::sync::Arc::clone(&pg),
+                    format!("{scheme}://{address}"),
+                    token.clone(),
+                );
+                // The listener is bound: the requests wait for serve() below.
+                tokio::spawn(async move {
+                    if let Err(e) = super::dev::register(&registering, &address, &token).await {
+                        println!("The dev PostgreSQL could not be registered: {e}");
+                    }
+                });
+                dev_postgres = Some(pg);
+            }
+        }
     } else {
         tracing::info!(%address, "pgsecrets listening on {scheme}://{address}");
     }
-    server::serve(
+    let served = server::serve(
         listener,
         router,
         config.http.clone(),
         tls,
         server::shutdown_signal(),
     )
-    .await
+    .await;
+    drop(dev_postgres);
+    served
 }

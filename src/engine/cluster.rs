@@ -198,17 +198,28 @@ async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Res
     check_root_privileges(&client, &username).await?;
     record.system_identifier = Some(identity::check_server_is_new(engine, &record, &client).await?);
     drop(client);
-    let pending = rotation::plan(&record, true);
+    let mut pending = rotation::plan(&record, true);
+    let warning = if engine.options.keep_root_password {
+        // The same password, set again: the rotation's checks and its
+        // management role still happen, the operator's login keeps working.
+        pending.root_password = record.password.clone();
+        format!(
+            "dev mode: the password of {:?} was not rotated, since in-memory storage would lose it when the server stops; a server with durable storage rotates it",
+            record.username
+        )
+    } else {
+        format!(
+            "the password of {:?} was rotated: the one you supplied no longer works; pgsecrets keeps the new one (read it with sudo)",
+            record.username
+        )
+    };
     let record = rotation::apply(engine, record, pending).await?;
     Ok(Response::json(json!({
         "name": record.name,
         "management_role": record.management_role,
         "state": record.state.as_str(),
     }))
-    .with_warning(format!(
-        "the password of {:?} was rotated: the one you supplied no longer works; pgsecrets keeps the new one (read it with sudo)",
-        record.username
-    )))
+    .with_warning(warning))
 }
 
 async fn update(

@@ -3,8 +3,9 @@
 //!
 //! Order, for crash safety: the lease (username, cluster, database, expiry)
 //! is stored durably first; then the role's statements run as the
-//! management role in one transaction in the target database; then the
-//! credentials are returned. The script starts with the objects-owner check
+//! management role (their grants on objects as the objects owner: `grants`)
+//! in one transaction in the target database; then the credentials are
+//! returned. The script starts with the objects-owner check
 //! (`owner_role`), so a privileged owner refuses the issue with no user
 //! made. One durable write per credential, and a crash at any point
 //! leaves every created user under a lease: at worst a lease whose user
@@ -22,7 +23,7 @@ use super::owner_role::{self, ClusterRoles};
 use super::pools::Who;
 use super::records::{ClusterRecord, DatabaseRecord, RoleRecord, State};
 use super::username::Template;
-use super::{template, Engine, Error};
+use super::{grants, template, Engine, Error};
 use crate::lease::{ttl, LeaseEntry, TtlLimits};
 use crate::logical::{handler, Field, Operation, Request, Response, Route, Secret};
 use crate::postgres::scram;
@@ -194,19 +195,26 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
         },
     )?;
     let creation: &[String] = &role.creation_statements;
-    let statements: Vec<String> = std::iter::once(guard)
-        .chain(if creation.is_empty() {
-            DEFAULT_CREATION
-                .iter()
-                .map(|s| template::render(s, &values))
-                .collect::<Vec<_>>()
-        } else {
-            creation
-                .iter()
-                .map(|s| template::render(s, &values))
-                .collect()
-        })
-        .collect();
+    let rendered: Vec<String> = if creation.is_empty() {
+        DEFAULT_CREATION
+            .iter()
+            .map(|s| template::render(s, &values))
+            .collect()
+    } else {
+        creation
+            .iter()
+            .map(|s| template::render(s, &values))
+            .collect()
+    };
+    // Grants on objects run as the objects owner, which owns the tables
+    // (see `grants` for why that is safe); only where pgsecrets made the
+    // management role a member of it.
+    let (rendered, grant_targets) = if db.initialized {
+        grants::as_owner(rendered, &db.objects_owner_role)
+    } else {
+        (rendered, grants::Targets::default())
+    };
+    let statements: Vec<String> = std::iter::once(guard).chain(rendered).collect();
 
     let lease_id = format!(
         "{}{}/{}",
@@ -270,6 +278,7 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
         } else {
             pending.maybe_created().await?;
         }
+        let error = grants::explain(&client, &db.objects_owner_role, &grant_targets, error).await;
         return Err(owner_role::refusal(error).into());
     }
     drop(client);
@@ -299,4 +308,4 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
     Ok(response)
 }
 
-const HELP: &str = "Creates a fresh PostgreSQL user in the database with the role's statements (run as the management role in one transaction) and returns its credentials under a lease: `username`, `password`, `host`, `port`, `database`, `connection_url`. The username is `v-<role>-<random>` (or the role's `username_template`), at most 63 bytes; the password is sent to PostgreSQL only as a SCRAM-SHA-256 verifier; `VALID UNTIL` is the lease's expiry. Without creation statements the user is a member of the database's objects-owner role and works as that role, so the objects it creates stay usable by later users. The lease TTL is the role's `default_ttl` (else the mount's, else 1h), capped by `max_ttl` (else the mount's, else 24h). Refused when the cluster, database or role is disabled or missing.";
+const HELP: &str = "Creates a fresh PostgreSQL user in the database with the role's statements (run as the management role in one transaction; their `GRANT ... ON ...` and `REVOKE ... ON ...` statements as the objects-owner role, which owns the tables) and returns its credentials under a lease: `username`, `password`, `host`, `port`, `database`, `connection_url`. The username is `v-<role>-<random>` (or the role's `username_template`), at most 63 bytes; the password is sent to PostgreSQL only as a SCRAM-SHA-256 verifier; `VALID UNTIL` is the lease's expiry. Without creation statements the user is a member of the database's objects-owner role and works as that role, so the objects it creates stay usable by later users. The lease TTL is the role's `default_ttl` (else the mount's, else 1h), capped by `max_ttl` (else the mount's, else 24h). Refused when the cluster, database or role is disabled or missing.";

@@ -11,6 +11,7 @@ pub mod creds;
 pub mod database;
 pub mod fault;
 pub mod gc;
+pub mod grants;
 pub mod identity;
 pub mod info;
 pub mod metadata;
@@ -130,6 +131,11 @@ pub enum Error {
     /// The objects-owner role breaks the no-privilege rule (see `owner_role`).
     #[error("{message}")]
     OwnerRefused { message: String },
+    /// A creation statement's GRANT, run as the objects-owner role, was
+    /// refused on tables that role may not grant on; the message names them
+    /// and their owners (see `grants`).
+    #[error("{message}")]
+    GrantRefused { message: String },
     /// `template0`/`template1`: never created, adopted or initialised.
     #[error("database {database:?} is one of PostgreSQL's template databases: every new database is copied from template1, so an owner role's grants there would spread to all of them, and a pgsecrets connection held to it would make every CREATE DATABASE fail; pick another database")]
     TemplateDatabase { database: String },
@@ -189,8 +195,19 @@ impl From<tokio_postgres::Error> for Error {
 }
 
 /// What every route group of one mount shares.
+/// How an engine treats the PostgreSQL servers registered with it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineOptions {
+    /// Registration keeps the root password the operator gave instead of
+    /// rotating it. Set by `server --dev`, whose storage is in memory: a
+    /// rotated password kept only there would be gone when the server
+    /// stops, and with it the operator's way into their own PostgreSQL.
+    pub keep_root_password: bool,
+}
+
 pub struct Engine {
     pub storage: Storage,
+    pub options: EngineOptions,
     /// The mount's private storage prefix (`logical/<uuid>/`).
     pub prefix: String,
     pub mount: MountEntry,
@@ -378,10 +395,16 @@ impl Engine {
 
 /// Builds the engine's backend for one mount, connects it to the lease
 /// manager and resolves unfinished rotations in the background.
-pub fn backend(storage: Storage, mount: &MountEntry, leases: Arc<LeaseManager>) -> Backend {
+pub fn backend(
+    storage: Storage,
+    mount: &MountEntry,
+    leases: Arc<LeaseManager>,
+    options: EngineOptions,
+) -> Backend {
     let tuning = Arc::new(RwLock::new(mount.config));
     let engine = Arc::new(Engine {
         storage,
+        options,
         prefix: mount.storage_prefix(),
         mount: mount.clone(),
         tuning: Arc::clone(&tuning),

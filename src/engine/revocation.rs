@@ -6,8 +6,10 @@
 //! the user is granted here, not at issue time (a management role that is a
 //! member of thousands of users makes every `SET ROLE` walk them all);
 //! acting as the user, its other sessions are terminated and what it owns
-//! goes to the objects-owner role; then the role is dropped. A user that no
-//! longer exists counts as revoked.
+//! goes to the objects-owner role; then the role is dropped. A role's own
+//! revocation statements run as the management role, their `REVOKE ... ON`
+//! as the objects owner (`grants`). A user that no longer exists counts as
+//! revoked.
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use tokio_postgres::error::SqlState;
 use super::creds::{limits, one_script, template_values, valid_until};
 use super::pools::{self, Who};
 use super::records::{ClusterRecord, DatabaseRecord, State};
-use super::{template, Engine, Error};
+use super::{grants, template, Engine, Error};
 use crate::lease::{BoxFuture, LeaseEntry, Revoker, TtlLimits};
 use crate::postgres::{ident, literal};
 
@@ -140,6 +142,13 @@ pub async fn drop_user(
             .iter()
             .map(|s| template::render(s, &values))
             .collect();
+        // `REVOKE ... ON` removes only what the revoking role granted: the
+        // creation statements' grants were made as the objects owner.
+        let statements = if placeholder_db.initialized {
+            grants::as_owner(statements, &placeholder_db.objects_owner_role).0
+        } else {
+            statements
+        };
         format!("RESET ROLE;\n{};", one_script(&statements))
     };
     // One multi-statement query: one implicit transaction. It starts with

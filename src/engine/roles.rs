@@ -8,9 +8,8 @@ use serde_json::json;
 use super::records::{
     keys, now, RoleRecord, DEFAULT_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH,
 };
-use super::template;
 use super::username::Template;
-use super::{Engine, Error};
+use super::{grants, template, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres::scram;
 use crate::Error as AnyError;
@@ -186,9 +185,11 @@ async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyEr
         }
         .into());
     }
-    let warning = creation.iter().any(|s| grants_on_tables_to_user(s)).then(|| {
-        "a creation statement grants table privileges to {{name}}: per-user grants pile up in pg_class.relacl and PostgreSQL fails with \"row is too big\" after one or two thousand users; grant to the objects owner role ({{objects_owner}}) instead, which every issued user is a member of".to_string()
-    });
+    let mut warnings = Vec::new();
+    if creation.iter().any(|s| grants_on_tables_to_user(s)) {
+        warnings.push("a creation statement grants table privileges to {{name}}: per-user grants pile up in pg_class.relacl and PostgreSQL fails with \"row is too big\" after one or two thousand users; grant to the objects owner role ({{objects_owner}}) instead, which every issued user is a member of".to_string());
+    }
+    warnings.extend(grants::all_tables_warning(&creation));
     let stamp = now();
     let record = RoleRecord {
         username_template,
@@ -208,9 +209,12 @@ async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyEr
         .storage
         .put_json(&keys::role(&engine.prefix, &name), &record)
         .await?;
-    Ok(match warning {
-        Some(w) => Response::default().with_warning(w),
-        None => Response::empty(),
+    Ok(if warnings.is_empty() {
+        Response::empty()
+    } else {
+        warnings
+            .into_iter()
+            .fold(Response::default(), Response::with_warning)
     })
 }
 
@@ -274,4 +278,4 @@ async fn list_roles(engine: Arc<Engine>, _req: Request) -> Result<Response, AnyE
 const LIST_HELP: &str = "Lists the role names of this mount.";
 const ROLE_HELP: &str = r#"A role describes the users issued by `creds/<cluster>/<database>/<role>`: their lease TTLs and the SQL that creates and revokes them. Roles apply to every cluster and database of the mount.
 
-Statements follow Vault's PostgreSQL plugin convention, so its roles work unchanged: values are substituted as they are and the statement supplies the quotes, e.g. `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE "{{objects_owner}}";`. Placeholders: `{{name}}` (alias `{{username}}`), `{{password}}` (the SCRAM verifier, never the password), `{{expiration}}`, `{{database}}`, `{{objects_owner}}`, `{{group}}` (the management role). An unknown placeholder is refused when the role is written. `creation_statement` and `revocation_statement` are accepted as one-statement forms. `default_ttl` must not exceed `max_ttl`. Deleting a role blocks renewal of its leases; they are still revoked on expiry."#;
+Statements follow Vault's PostgreSQL plugin convention, so its roles work unchanged: values are substituted as they are and the statement supplies the quotes, e.g. `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE "{{objects_owner}}";`. Placeholders: `{{name}}` (alias `{{username}}`), `{{password}}` (the SCRAM verifier, never the password), `{{expiration}}`, `{{database}}`, `{{objects_owner}}`, `{{group}}` (the management role). An unknown placeholder is refused when the role is written. Statements run as the management role, except those granting or revoking privileges on objects (`GRANT ... ON ...`, `REVOKE ... ON ...`), which run as the database's objects-owner role (in databases pgsecrets initialised): it owns the tables, and the management role, a NOINHERIT member of it, holds none of its rights itself. So Vault's `GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{{name}}"` works on the tables the owner role owns; a table owned by a role it cannot act as makes credential issue fail with 400, naming up to 10 such tables and their owners, and no user is created. A write whose statements grant on `ALL TABLES IN SCHEMA` warns of this (the tables themselves are checked at issue time: a role applies to every database). `creation_statement` and `revocation_statement` are accepted as one-statement forms. `default_ttl` must not exceed `max_ttl`. Deleting a role blocks renewal of its leases; they are still revoked on expiry."#;

@@ -1,10 +1,13 @@
-//! PostgreSQL access: connection targets, TLS, pools, SCRAM verifiers and
-//! error classification. Knows nothing of clusters or leases.
+//! PostgreSQL access: connection targets, TLS, pools, SCRAM verifiers,
+//! error classification and splitting SQL scripts into statements. Knows
+//! nothing of clusters or leases.
 
 mod auth_guard;
 pub mod connect;
+pub mod launcher;
 pub mod scram;
 mod socket;
+pub mod statements;
 pub mod tls;
 
 pub use connect::{SslMode, Target};

@@ -139,6 +139,7 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | engine::Error::PoolClosed { .. }
             | engine::Error::InsecureAuth { .. }
             | engine::Error::OwnerRefused { .. }
+            | engine::Error::GrantRefused { .. }
             | engine::Error::TemplateDatabase { .. }
             | engine::Error::Refused { .. } => bad(e),
             engine::Error::Lease(inner) => lease_status(inner),

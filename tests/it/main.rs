@@ -23,6 +23,7 @@ mod differential_tokens;
 mod docs;
 mod engine;
 mod gc;
+mod grants;
 mod hvac;
 mod metadata;
 mod mounts;
