@@ -118,7 +118,7 @@ impl<'a> Bench<'a> {
     }
 
     async fn drop_issued(&self) -> Result<(), Error> {
-        super::pg::drop_roles(&self.pg, &format!("v-{ROLE}-")).await
+        super::pg::drop_roles(self.pg, &format!("v-{ROLE}-")).await
     }
 }
 
