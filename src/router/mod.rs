@@ -54,6 +54,8 @@ pub enum Error {
     InvalidMountPath { path: String, reason: &'static str },
     #[error("failed to revoke the mount's leases: {0}")]
     MountLeases(String),
+    #[error("response wrapping is not supported: remove the X-Vault-Wrap-TTL header")]
+    WrappingNotSupported,
     #[error(transparent)]
     Storage(#[from] crate::storage::Error),
 }
@@ -68,6 +70,10 @@ pub struct Incoming {
     pub data: Map<String, Value>,
     pub token: Option<String>,
     pub help: bool,
+    /// An `X-Vault-Wrap-TTL` came with the request. It is refused only once
+    /// the token and the ACL have been checked, as Vault checks them before
+    /// wrapping: a token the ACL denies gets its 403, not this 400.
+    pub wrap: bool,
 }
 
 /// The dispatcher every HTTP request goes through.
@@ -93,8 +99,15 @@ impl Router {
             .and_then(|(_, backend, rest)| backend.route(rest));
 
         if let Some((route, captures)) = &matched {
-            if route.unauthenticated && !incoming.help {
+            if route.unauthenticated {
                 let (mount, _, rest) = found.as_ref().expect("matched implies found");
+                if incoming.help {
+                    // Vault describes a route that needs no token to anyone.
+                    return Ok(docs::help_response(mount, route));
+                }
+                if incoming.wrap {
+                    return Err(Error::WrappingNotSupported.into());
+                }
                 // A token is not needed here, but one that is given and
                 // valid tells the handler who asks (`sys/internal/ui/mounts`
                 // shows a token the mounts it can use); any other is ignored.
@@ -208,6 +221,9 @@ impl Router {
         let sudo = acl.is_root() || capabilities.contains(&Capability::Sudo);
         if spec.sudo && !sudo {
             return Err(Error::PermissionDenied.into());
+        }
+        if incoming.wrap {
+            return Err(Error::WrappingNotSupported.into());
         }
         let caller = Caller {
             token: Some(token.to_string()),

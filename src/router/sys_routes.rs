@@ -283,7 +283,12 @@ async fn list_auth(state: Arc<MountRoutes>, _req: Request) -> Result<Response, A
 async fn read_mount(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
     let path = mounts::normalize(&req.capture("path"));
     match state.mounts().get(&path) {
-        Some(entry) => Ok(Response::json(mount_json(&entry))),
+        Some(entry) => {
+            // Repeated at the top level, as Vault does for sys/mounts.
+            let mut response = Response::json(mount_json(&entry));
+            response.data_at_top_level = true;
+            Ok(response)
+        }
         None => Err(Error::NoMount { path }.into()),
     }
 }

@@ -36,6 +36,7 @@ pub enum Error {
     MissingPath,
     #[error("invalid token")]
     InvalidToken,
+    // Vault's text, for a missing and an empty policy alike.
     #[error("'policy' parameter not supplied or empty")]
     PolicyTextRequired,
     #[error("missing token: give it in the \"token\" field")]

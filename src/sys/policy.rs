@@ -25,8 +25,9 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
         )
         .op(
             Operation::List,
-            "List the policy names (legacy path).",
-            handler(state, list_names),
+            "List the policies, `root` included (legacy path).",
+            // Vault answers a LIST here as it answers a GET.
+            handler(state, list_legacy),
         ),
         Route::new(
             "policy/{name*}",
@@ -38,7 +39,10 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
             "policy",
             "The policy document, in HCL or JSON.",
         ))
-        .field(Field::string("rules", "Legacy name of `policy`."))
+        .field(Field::string(
+            "rules",
+            "Legacy name of `policy`, used when `policy` is empty (with a deprecation warning).",
+        ))
         .op(
             Operation::Read,
             "Read a policy as `{name, rules}`.",
@@ -53,6 +57,11 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
             Operation::Delete,
             "Delete a policy (legacy path).",
             handler(state, delete_policy),
+        )
+        .op(
+            Operation::List,
+            "List the policies named `<name>/...` (legacy path); none is a 404, where Vault answers `{\"policies\": null}`.",
+            handler(state, list_legacy_prefixed),
         ),
         Route::new("policies/acl/?", "List ACL policies.", LIST_HELP).op(
             Operation::List,
@@ -83,6 +92,11 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
             Operation::Delete,
             "Delete a policy.",
             handler(state, delete_policy),
+        )
+        .op(
+            Operation::List,
+            "List the policies named `<name>/...`.",
+            handler(state, list_prefixed),
         ),
         Route::new(
             "capabilities-self",
@@ -158,6 +172,32 @@ async fn list_names(state: Arc<SysState>, _req: Request) -> Result<Response, Any
     Ok(Response::list(names(&state).await?))
 }
 
+/// The policy names under `<name>/` in full (`team` lists `team/app`), as
+/// Vault lists them now that names may hold `/`.
+async fn names_under(state: &SysState, req: &Request) -> Result<Vec<String>, AnyError> {
+    let prefix = format!("{}/", PolicyStore::check_name(&req.capture("name"))?);
+    let mut names = names(state).await?;
+    names.retain(|name| name.starts_with(&prefix));
+    Ok(names)
+}
+
+async fn list_prefixed(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    Ok(Response::list(names_under(&state, &req).await?))
+}
+
+/// The legacy shape. With nothing under the prefix Vault answers 200
+/// `{"policies": null}`; pgsecrets answers an empty list 404 everywhere, as
+/// clients expect of a list.
+async fn list_legacy_prefixed(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+    let names = names_under(&state, &req).await?;
+    if names.is_empty() {
+        return Ok(Response::list(names));
+    }
+    let mut response = Response::json(json!({"keys": names, "policies": names}));
+    response.data_at_top_level = true;
+    Ok(response)
+}
+
 /// The stored text of a policy; `root` has no rules.
 async fn policy_text(
     state: &SysState,
@@ -192,15 +232,19 @@ async fn read_acl(state: Arc<SysState>, req: Request) -> Result<Response, AnyErr
     })
 }
 
+/// Vault refuses an empty policy as it refuses a missing one; the legacy
+/// `rules` is used only when `policy` is empty, with a deprecation warning.
 async fn write_policy(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
-    let text = req
-        .fields
-        .str("policy")
-        .or_else(|| req.fields.str("rules"))
-        .filter(|text| !text.is_empty())
-        .ok_or(Error::PolicyTextRequired)?;
+    let given = |field| req.fields.str(field).filter(|text| !text.is_empty());
+    let (text, response) = match given("policy") {
+        Some(text) => (text, Response::empty()),
+        None => (
+            given("rules").ok_or(Error::PolicyTextRequired)?,
+            Response::empty().with_warning("'rules' is deprecated, please use 'policy' instead"),
+        ),
+    };
     state.policies.put(&req.capture("name"), &text).await?;
-    Ok(Response::empty())
+    Ok(response)
 }
 
 async fn delete_policy(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {

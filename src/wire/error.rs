@@ -32,8 +32,7 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | RequestError::WriteToDirectory
             | RequestError::BadListParameter(_)
             | RequestError::BadJson(_)
-            | RequestError::BodyRead(_)
-            | RequestError::WrappingNotSupported => bad(e),
+            | RequestError::BodyRead(_) => bad(e),
             RequestError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 vec![wrapped(&e.to_string())],
@@ -68,7 +67,8 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | router::Error::CannotRemountTo { .. }
             | router::Error::MountHasLeases { .. }
             | router::Error::InvalidMountPath { .. }
-            | router::Error::MountLeases(_) => bad(e),
+            | router::Error::MountLeases(_)
+            | router::Error::WrappingNotSupported => bad(e),
             router::Error::Storage(_) => internal(),
         },
         Error::Auth(e) => match e {

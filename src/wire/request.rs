@@ -39,8 +39,6 @@ pub enum RequestError {
     BadJson(String),
     #[error("namespace not found")]
     NamespaceNotFound,
-    #[error("response wrapping is not supported: remove the X-Vault-Wrap-TTL header")]
-    WrappingNotSupported,
 }
 
 /// Extracts the token: a non-empty `X-Vault-Token` wins over `Authorization: Bearer`.
@@ -95,9 +93,6 @@ fn check_headers(headers: &HeaderMap) -> Result<(), RequestError> {
         if !matches!(ns, "" | "root" | "root/" | "/") {
             return Err(RequestError::NamespaceNotFound);
         }
-    }
-    if headers.contains_key("x-vault-wrap-ttl") {
-        return Err(RequestError::WrappingNotSupported);
     }
     Ok(())
 }
@@ -155,13 +150,23 @@ pub async fn decode(
         .map(|v| !v.is_empty())
         .unwrap_or(false);
     let method = parts.method.as_str().to_ascii_uppercase();
+    // Vault serves these outside its router, by HTTP method alone: GET reads
+    // them whatever `?list=` says, and LIST is refused like any other method.
+    let by_method =
+        ["sys/health", "sys/seal-status", "sys/leader", "sys/init"].contains(&path.as_str());
     let (operation, data) = match method.as_str() {
+        "LIST" if by_method => return Err(RequestError::MethodNotAllowed),
         "GET" | "HEAD" => {
             if method == "HEAD" && path != "sys/health" {
                 return Err(RequestError::MethodNotAllowed);
             }
             let mut query = query;
             query.remove("help");
+            if by_method {
+                if let Some(Value::String(v)) = query.remove("list") {
+                    parse_bool(&v).ok_or(RequestError::BadListParameter(v))?;
+                }
+            }
             match query.remove("list") {
                 Some(Value::String(v)) => match parse_bool(&v) {
                     Some(true) => (Operation::List, query),
@@ -206,6 +211,7 @@ pub async fn decode(
         data,
         token: token(&parts.headers),
         help: help || method == "HELP",
+        wrap: parts.headers.contains_key("x-vault-wrap-ttl"),
     })
 }
 

@@ -5,55 +5,7 @@
 
 use serde_json::{json, Value};
 
-use crate::support::openbao::{self, OpenBao, ROOT_TOKEN};
-use crate::support::server::TestServer;
-
-/// One server under comparison.
-struct Side<'a> {
-    name: &'static str,
-    url: &'a str,
-    root: &'a str,
-    client: reqwest::Client,
-}
-
-impl Side<'_> {
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        openbao::request(&self.client, self.url, method, path, Some(token), body).await
-    }
-
-    /// Writes `policy` and returns a token holding it (and `default`).
-    async fn token_with(&self, name: &str, policy: &str) -> String {
-        let (status, body) = self
-            .call(
-                "PUT",
-                &format!("sys/policies/acl/{name}"),
-                self.root,
-                Some(json!({"policy": policy})),
-            )
-            .await;
-        assert!(
-            status == 204 || status == 200,
-            "{}: policy {name}: {status} {body}",
-            self.name
-        );
-        let (status, body) = self
-            .call(
-                "POST",
-                "auth/token/create",
-                self.root,
-                Some(json!({"policies": [name]})),
-            )
-            .await;
-        assert_eq!(status, 200, "{}: token for {name}: {body}", self.name);
-        body["auth"]["client_token"].as_str().unwrap().to_string()
-    }
-}
+use crate::support::differential::{report, sides, sides_with_database, value_difference};
 
 /// A policy, and requests a token holding only it sends.
 struct Case {
@@ -155,22 +107,7 @@ fn cases() -> Vec<Case> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn acl_parameters_and_list_rules_match_openbao() {
-    let bao = OpenBao::start().await;
-    let ours = TestServer::start().await;
-    let sides = [
-        Side {
-            name: "openbao",
-            url: &bao.url,
-            root: ROOT_TOKEN,
-            client: reqwest::Client::new(),
-        },
-        Side {
-            name: "pgsecrets",
-            url: &ours.url,
-            root: &ours.root_token,
-            client: reqwest::Client::new(),
-        },
-    ];
+    let (_bao, _ours, sides) = sides().await;
     let mut differences = Vec::new();
     for case in cases() {
         let mut tokens = Vec::new();
@@ -182,26 +119,23 @@ async fn acl_parameters_and_list_rules_match_openbao() {
             for (side, token) in sides.iter().zip(&tokens) {
                 answers.push(side.call(method, path, token, body.clone()).await);
             }
-            let (reference, mine) = (&answers[0], &answers[1]);
-            let same_data = path.contains("capabilities") && reference.1["data"] != mine.1["data"];
-            if reference.0 != mine.0 || same_data {
-                differences.push(format!(
-                    "{}: {method} {path} {}: openbao {} {}, pgsecrets {} {}",
-                    case.policy,
-                    body.as_ref().map(Value::to_string).unwrap_or_default(),
-                    reference.0,
-                    reference.1,
-                    mine.0,
-                    mine.1
-                ));
-            }
+            // The status, and for capabilities the answer itself.
+            let seen: Vec<Value> = answers
+                .iter()
+                .map(|(status, reply)| {
+                    let data = path.contains("capabilities").then(|| reply["data"].clone());
+                    json!({"status": status, "data": data})
+                })
+                .collect();
+            let case_id = format!(
+                "acl-parameters:{} {method} {path} {}",
+                case.policy,
+                body.as_ref().map(Value::to_string).unwrap_or_default()
+            );
+            differences.extend(value_difference(&case_id, &seen[0], &seen[1]));
         }
     }
-    assert!(
-        differences.is_empty(),
-        "differences:\n{}",
-        differences.join("\n")
-    );
+    report("acl-parameters", &differences);
 }
 
 /// A write to an item needs `create` when it is new and `update` when it
@@ -209,31 +143,7 @@ async fn acl_parameters_and_list_rules_match_openbao() {
 /// database engine; `rotate-root` is an action and needs `update`.
 #[tokio::test(flavor = "multi_thread")]
 async fn create_and_update_are_told_apart_as_openbao_does() {
-    let bao = OpenBao::start().await;
-    let (status, body) = bao
-        .request(
-            "POST",
-            "sys/mounts/database",
-            Some(ROOT_TOKEN),
-            Some(json!({"type": "database"})),
-        )
-        .await;
-    assert_eq!(status, 204, "{body}");
-    let ours = TestServer::start().await;
-    let sides = [
-        Side {
-            name: "openbao",
-            url: &bao.url,
-            root: ROOT_TOKEN,
-            client: reqwest::Client::new(),
-        },
-        Side {
-            name: "pgsecrets",
-            url: &ours.url,
-            root: &ours.root_token,
-            client: reqwest::Client::new(),
-        },
-    ];
+    let (_bao, _ours, sides) = sides_with_database().await;
     // A role body both servers accept.
     let role = json!({"db_name": "none", "creation_statements": ["CREATE ROLE \"{{name}}\""]});
     let mut differences = Vec::new();
@@ -249,7 +159,7 @@ async fn create_and_update_are_told_apart_as_openbao_does() {
                 .call(
                     "POST",
                     "database/roles/existing",
-                    side.root,
+                    &side.root,
                     Some(role.clone()),
                 )
                 .await;
@@ -269,17 +179,12 @@ async fn create_and_update_are_told_apart_as_openbao_does() {
             }
             // 200 with warnings and 204 are the same success.
             let ok = |s: u16| if s == 200 { 204 } else { s };
-            if ok(answers[0]) != ok(answers[1]) {
-                differences.push(format!(
-                    "{policy}: POST {path}: openbao {}, pgsecrets {}",
-                    answers[0], answers[1]
-                ));
-            }
+            differences.extend(value_difference(
+                &format!("create-update:{policy} POST {path}"),
+                &json!({"status": ok(answers[0])}),
+                &json!({"status": ok(answers[1])}),
+            ));
         }
     }
-    assert!(
-        differences.is_empty(),
-        "differences:\n{}",
-        differences.join("\n")
-    );
+    report("create-update", &differences);
 }

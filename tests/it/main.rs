@@ -17,6 +17,8 @@ mod crash;
 mod creds;
 mod databases;
 mod differential;
+mod differential_acl;
+mod differential_corpus;
 mod differential_tokens;
 mod docs;
 mod engine;

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod allow_list;
 pub mod certs;
+pub mod differential;
 pub mod openbao;
 pub mod pg;
 pub mod process;
