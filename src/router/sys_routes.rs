@@ -81,9 +81,17 @@ fn tune_route(template: &'static str, state: &Arc<MountRoutes>) -> Route {
     } else {
         ("Read a mount's settings.", "Change a mount's settings.")
     };
-    route
-        .op(Operation::Read, read, handler(state, read_tune))
-        .op(Operation::Write, write, handler(state, write_tune))
+    // Vault's root paths include `auth/*`: tuning an auth method, or even
+    // reading its settings, needs sudo; a secrets mount's tune does not.
+    if template.starts_with("auth/") {
+        route
+            .sudo_op(Operation::Read, read, handler(state, read_tune))
+            .sudo_op(Operation::Write, write, handler(state, write_tune))
+    } else {
+        route
+            .op(Operation::Read, read, handler(state, read_tune))
+            .op(Operation::Write, write, handler(state, write_tune))
+    }
 }
 
 pub fn routes(
@@ -112,7 +120,7 @@ pub fn routes(
         tune_route("auth/{path*}/tune", &state),
         Route::new("auth/{path*}", "Read an auth method.", AUTH_MOUNT_HELP)
             .field(Field::path("path", "The auth method's path, e.g. `token`."))
-            .op(
+            .sudo_op(
                 Operation::Read,
                 "Read one auth method.",
                 handler(&state, read_auth),
@@ -120,7 +128,9 @@ pub fn routes(
         Route::new("remount", "Move a secrets engine to a new path.", REMOUNT_HELP)
             .field(Field::string("from", "The mount's current path, e.g. `db2`.").required())
             .field(Field::string("to", "The new path, e.g. `db3`.").required())
-            .op(
+            // A root path in Vault: moving a mount moves what every policy
+            // on its path granted.
+            .sudo_op(
                 Operation::Write,
                 "Move the mount.",
                 handler(&state, remount),
@@ -246,7 +256,11 @@ pub fn mount_json(entry: &MountEntry) -> Value {
         "local": entry.local,
         "seal_wrap": entry.seal_wrap,
         "external_entropy_access": false,
-        "options": entry.options,
+        // An engine mount enabled without options shows `{}`, as in Vault.
+        "options": match &entry.options {
+            None if entry.kind == "database" => json!({}),
+            options => json!(options),
+        },
         "plugin_version": "",
         "running_plugin_version": "",
         "running_sha256": "",
@@ -343,11 +357,13 @@ async fn read_tune(state: Arc<MountRoutes>, req: Request) -> Result<Response, An
     data["description"] = json!(entry.description);
     if entry.kind == "token" {
         data["token_type"] = json!("default-service");
-    } else {
-        data["options"] = json!(entry.options);
+    }
+    // As Vault: `options` only when the mount has some.
+    if let Some(options) = entry.options.as_ref().filter(|o| !o.is_empty()) {
+        data["options"] = json!(options);
     }
     let mut response = Response::json(data);
-    response.data_at_top_level = entry.path.starts_with("auth/");
+    response.data_at_top_level = true;
     Ok(response)
 }
 
@@ -452,9 +468,12 @@ async fn remount_status(state: Arc<MountRoutes>, req: Request) -> Result<Respons
 /// test: anything granted at or below the mount); without one, only mounts
 /// tuned `listing_visibility=unauth`, as `{type, description, options}`.
 async fn ui_mounts(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
-    let acl = match &req.caller.token_hash {
-        Some(_) => Some(state.policies.acl(&req.caller.policies).await?),
-        None => None,
+    let acl = match (&req.caller.token, &req.caller.token_hash) {
+        (_, Some(_)) => Some(state.policies.acl(&req.caller.policies).await?),
+        // A token was given but is not one: Vault refuses rather than
+        // answer as to an anonymous caller.
+        (Some(_), None) => return Err(Error::MissingToken.into()),
+        (None, None) => None,
     };
     let (mut secret, mut auth) = (Map::new(), Map::new());
     for entry in state.mounts().entries() {

@@ -159,15 +159,13 @@ fn targets() -> Vec<Target> {
         t("sys/mounts/acl-m", ALL_OPS, json!({"type": "database"})),
         t("sys/mounts/database/tune", &["GET"], json!({})),
         t("sys/auth", &["GET"], json!({})),
-        // BUG: pgsecrets allows, OpenBao denies: GET sys/auth/token and GET
-        // sys/auth/token/tune with read but no sudo on sys/* (OpenBao 403,
-        // pgsecrets 200), and POST sys/remount with update but no sudo
-        // (OpenBao 403, pgsecrets 400 from the handler) — fixed in
-        // src/router/sys_routes.rs (those operations need sudo in Vault);
-        // then add these targets back:
-        //   t("sys/auth/token", &["GET"], json!({})),
-        //   t("sys/auth/token/tune", &["GET"], json!({})),
-        //   t("sys/remount", &["POST"], json!({"from": "acl-nothing", "to": "acl-elsewhere"})),
+        t("sys/auth/token", &["GET"], json!({})),
+        t("sys/auth/token/tune", &["GET"], json!({})),
+        t(
+            "sys/remount",
+            &["POST"],
+            json!({"from": "acl-nothing", "to": "acl-elsewhere"}),
+        ),
         t(
             "sys/mounts/acl-m/tune",
             &["GET", "POST"],

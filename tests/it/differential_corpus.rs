@@ -183,16 +183,7 @@ fn corpus() -> Vec<Case> {
             "sys/auth/token/tune",
             Some(json!({"default_lease_ttl": "bad"})),
         ),
-        // BUG: pgsecrets allows, OpenBao denies: GET sys/internal/ui/mounts
-        // with an unknown or malformed token (OpenBao 403, pgsecrets 200) —
-        // fixed in src/router/mod.rs (the unauthenticated branch ignores a
-        // bad token); then send it as ALL again.
-        case(
-            &[Who::Root, Who::Default, Who::None],
-            "GET",
-            "sys/internal/ui/mounts",
-            None,
-        ),
+        case(ALL, "GET", "sys/internal/ui/mounts", None),
         case(USERS, "GET", "sys/internal/ui/mounts/database", None),
         case(USERS, "GET", "sys/internal/ui/mounts/auth/token", None),
         case(USERS, "GET", "sys/internal/ui/mounts/nowhere", None),

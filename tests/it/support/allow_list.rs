@@ -79,29 +79,6 @@ pub const ALLOW_LIST: &[Entry] = &[
         reason: "an empty list is 404 on every pgsecrets route (clients' not-found); Vault's legacy prefix list answers 200 {\"policies\": null}",
         documented: "routes/sys.md, sys/policy/{name}",
     },
-    // Open bugs in mount tuning and the UI's mount view, where pgsecrets
-    // answers less than OpenBao (nothing it allows more).
-    Entry {
-        case: "corpus:Root GET sys/mounts/*/tune",
-        aspect: "keys",
-        differs: "only openbao: [default_lease_ttl description force_no_cache max_lease_ttl]",
-        reason: "BUG (open): the tune answer is not repeated at the top level as Vault repeats it",
-        documented: README,
-    },
-    Entry {
-        case: "corpus:Root GET sys/mounts/*/tune",
-        aspect: "data",
-        differs: "only pgsecrets: [options]",
-        reason: "BUG (open): the tune answer carries `options` where Vault sends none for a mount without options",
-        documented: README,
-    },
-    Entry {
-        case: "corpus:Root GET sys/internal/ui/mounts/database",
-        aspect: "data",
-        differs: "options: openbao object, pgsecrets null",
-        reason: "BUG (open): a mount without options shows `options: null` where Vault shows `{}`",
-        documented: README,
-    },
     // Wrapping.
     Entry {
         case: "corpus:Root * X-Vault-Wrap-TTL: *",
