@@ -4,6 +4,8 @@
 //! command away. It stops with the dev server (ctrl-c, SIGTERM); after a
 //! `kill -9` the launcher's watchdog stops it and removes its files.
 
+use std::io::Write;
+
 use serde_json::json;
 
 use crate::client::{Client, Settings};
@@ -32,14 +34,16 @@ pub async fn start_postgres() -> Option<LocalPg> {
     match started {
         Ok(pg) => Some(pg),
         Err(launcher::Error::NotFound) => {
-            println!(
+            say(
                 "No PostgreSQL server binaries found, so no dev PostgreSQL: install them (Debian: \
-                 apt-get install postgresql) or set PGSECRETS_PG_BIN; --dev-no-postgres silences this.\n"
+                 apt-get install postgresql) or set PGSECRETS_PG_BIN; --dev-no-postgres silences this.\n",
             );
             None
         }
         Err(e) => {
-            println!("The dev PostgreSQL did not start ({e}); serving without it.\n");
+            say(&format!(
+                "The dev PostgreSQL did not start ({e}); serving without it.\n"
+            ));
             None
         }
     }
@@ -69,7 +73,7 @@ pub async fn register(pg: &LocalPg, address: &str, token: &str) -> Result<(), St
             .await
             .map_err(|e| format!("{path}: {e}"))?;
     }
-    println!(
+    say(&format!(
         "A throwaway PostgreSQL {version} runs at {host}:{port} for this server (it stops with it), \
          registered as cluster \"{CLUSTER}\" with database \"{DATABASE}\" and role \"{ROLE}\" \
          (1h leases, 24h at most). A credential:\n\n\
@@ -83,6 +87,12 @@ pub async fn register(pg: &LocalPg, address: &str, token: &str) -> Result<(), St
             .unwrap_or_default(),
         host = pg.host(),
         port = pg.port(),
-    );
+    ));
     Ok(())
+}
+
+/// Prints to stdout; a reader that went away (a closed pipe) is no reason
+/// to stop serving.
+pub fn say(text: &str) {
+    let _ = writeln!(std::io::stdout(), "{text}");
 }

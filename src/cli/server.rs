@@ -52,7 +52,9 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
                 // The listener is bound: the requests wait for serve() below.
                 tokio::spawn(async move {
                     if let Err(e) = super::dev::register(&registering, &address, &token).await {
-                        println!("The dev PostgreSQL could not be registered: {e}");
+                        super::dev::say(&format!(
+                            "The dev PostgreSQL could not be registered: {e}"
+                        ));
                     }
                 });
                 dev_postgres = Some(pg);

@@ -206,6 +206,9 @@ fn the_readme_examples_work() {
             &format!("127.0.0.1:{port}"),
             "--dev-root-token-id",
             "readme-root",
+            // These examples need no PostgreSQL (the quickstart's is tested
+            // in dev_mode.rs).
+            "--dev-no-postgres",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -785,13 +785,13 @@ async fn https_servers_are_trusted_through_vault_cacert() {
 }
 
 /// The README's credential examples, against their own PostgreSQL with the
-/// cluster `main`, database `shop` and role `app` they name.
+/// cluster `dev`, database `app` and role `app` they name (the dev server's).
 #[tokio::test]
 async fn the_readme_credential_examples_work() {
     let pg = Pg::start(PgVersion::under_test());
     let s = TestServer::start().await;
-    register(&s, &pg, "main").await;
-    let r = s.write("database/cluster/main/shop", json!({})).await;
+    register(&s, &pg, "dev").await;
+    let r = s.write("database/cluster/dev/app", json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = s
         .write(
@@ -814,8 +814,6 @@ async fn the_readme_credential_examples_work() {
     }
     // `pgsecrets psql` revoked its user; `lease revoke` its lease. What is
     // left are the leases of `creds` (eval, JSON, URL).
-    let r = s
-        .list("sys/leases/lookup/database/creds/main/shop/app")
-        .await;
+    let r = s.list("sys/leases/lookup/database/creds/dev/app/app").await;
     assert_eq!(r.data()["keys"].as_array().unwrap().len(), 3, "{}", r.text);
 }

@@ -16,6 +16,7 @@ mod clusters;
 mod crash;
 mod creds;
 mod databases;
+mod dev_mode;
 mod differential;
 mod differential_acl;
 mod differential_corpus;
