@@ -145,17 +145,43 @@ pub async fn initialize(
 
 /// `operator init`: creates storage and key, returns the root token.
 pub async fn operator_init(config: &Config) -> Result<String, StartError> {
-    let backend = open_backend(&config.storage)?;
-    if Storage::is_initialized(&backend).await? {
-        return Err(StartError::AlreadyInitialized);
-    }
+    let existing = if storage_exists(&config.storage) {
+        let backend = open_backend(&config.storage)?;
+        if Storage::is_initialized(&backend).await? {
+            return Err(StartError::AlreadyInitialized);
+        }
+        Some(backend)
+    } else {
+        None
+    };
+    // The key before the storage: a key file that cannot be written (it
+    // exists already, its directory is read-only) must not leave behind a
+    // storage that no key opens.
     let key = create_key(&config.seal)?;
+    let backend = match existing {
+        Some(backend) => backend,
+        None => open_backend(&config.storage)?,
+    };
     let storage = Storage::initialize(backend, &key).await?;
     initialize(&storage, None).await
 }
 
+/// Whether the configured storage exists yet. Opening a SQLite backend
+/// creates its file and directory, which only `operator init` may do: a
+/// server started before it must fail without leaving an empty storage
+/// behind (one that a later `operator init` would have to be told about).
+fn storage_exists(config: &StorageConfig) -> bool {
+    match config {
+        StorageConfig::InMem => true,
+        StorageConfig::Sqlite { path } => path.exists(),
+    }
+}
+
 /// Opens initialised storage with the configured key.
 pub async fn unseal(config: &Config) -> Result<Storage, StartError> {
+    if !storage_exists(&config.storage) {
+        return Err(StartError::NotInitialized);
+    }
     let backend = open_backend(&config.storage)?;
     if !Storage::is_initialized(&backend).await? {
         return Err(StartError::NotInitialized);

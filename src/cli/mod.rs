@@ -176,9 +176,10 @@ pub fn vault_style_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
 /// (`Err(1)`).
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, i32> {
     use clap::error::ErrorKind;
-    let args = vault_style_args(args);
+    let typed: Vec<String> = args.into_iter().collect();
+    let args = vault_style_args(typed.iter().cloned());
     let args_count = args.len();
-    match Cli::try_parse_from(args) {
+    match Cli::try_parse_from(&args) {
         Ok(cli) => Ok(cli),
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
@@ -194,15 +195,48 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Cli, i32> {
                 Err(error::EXIT_LOCAL)
             }
             _ => {
-                let rendered = e.render().to_string();
-                let line = rendered
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("error: invalid arguments");
-                eprintln!("{} (see --help)", line.trim_end());
+                eprintln!("{} (see --help)", usage_line(e, &typed, &args));
                 Err(error::EXIT_LOCAL)
             }
         },
+    }
+}
+
+/// A usage error on one line: clap's first paragraph, whose later lines
+/// name what is wrong (the missing arguments), joined onto the first, with
+/// a flag the user typed Vault-style (`-bogus`) shown as typed rather than
+/// as the `--bogus` it was rewritten to.
+fn usage_line(mut e: clap::Error, typed: &[String], rewritten: &[String]) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    if let Some(ContextValue::String(flag)) = e.get(ContextKind::InvalidArg) {
+        let as_typed = typed
+            .iter()
+            .zip(rewritten)
+            .filter(|(t, r)| t != r)
+            .map(|(t, _)| t.split('=').next().unwrap_or(t))
+            .find(|t| flag.strip_prefix('-') == Some(*t))
+            .map(str::to_string);
+        if let Some(as_typed) = as_typed {
+            e.insert(ContextKind::InvalidArg, ContextValue::String(as_typed));
+        }
+    }
+    let rendered = e.render().to_string();
+    let mut lines = rendered
+        .trim_start()
+        .split("\n\n")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    let Some(first) = lines.next() else {
+        return "error: invalid arguments".into();
+    };
+    let items: Vec<&str> = lines.collect();
+    if items.is_empty() {
+        first.to_string()
+    } else {
+        format!("{first} {}", items.join(", "))
     }
 }
 

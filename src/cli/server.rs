@@ -11,6 +11,9 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         None => Config::dev(args.dev_listen_address),
     };
     init_logging(args.log_format.unwrap_or(config.log_format));
+    // The listener's certificate is part of the configuration: a bad one
+    // fails the start before the storage is opened.
+    let tls = config.tls.as_ref().map(server::tls_config).transpose()?;
     // In-memory storage starts empty, so it is initialised here and the root
     // token printed, as `vault server -dev` does.
     let (storage, root_token) = if args.dev || config.storage == StorageConfig::InMem {
@@ -25,7 +28,6 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         keep_root_password: root_token.is_some(),
     };
     let router = server::assemble_with(storage, options).await?;
-    let tls = config.tls.as_ref().map(server::tls_config).transpose()?;
     let listener = server::bind(config.address).await?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

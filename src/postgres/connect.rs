@@ -195,6 +195,7 @@ impl GuardedConnector {
                     host: self.host.clone(),
                     allow_password,
                 };
+                let socket = tls::WatchAnswer::new(socket);
                 let (client, connection) = config.connect_raw(socket, tls).await?;
                 Ok((client, drive(connection)))
             }

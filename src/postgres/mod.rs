@@ -31,6 +31,25 @@ pub enum Error {
     AuthFailed { user: String },
     #[error("TLS: {0}")]
     Tls(String),
+    /// The server answered the TLS request with no: it runs with `ssl = off`.
+    #[error("PostgreSQL at {host}:{port} does not accept TLS, which ssl_mode={ssl_mode} requires: set ssl_mode=disable for a server without TLS, or turn on ssl in its postgresql.conf")]
+    NoTls {
+        host: String,
+        port: u16,
+        ssl_mode: &'static str,
+    },
+    #[error("the TLS certificate of PostgreSQL at {host}:{port} was refused: {reason}")]
+    Certificate {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+    #[error("the TLS handshake with PostgreSQL at {host}:{port} failed: {reason}")]
+    Handshake {
+        host: String,
+        port: u16,
+        reason: String,
+    },
     /// The server asked for a password in a form it could replay, over a
     /// channel that did not verify who it is; nothing was sent.
     #[error("PostgreSQL at {host}:{port}: {reason}")]
@@ -68,15 +87,27 @@ impl Error {
             std::error::Error::source(&error);
         while let Some(s) = source {
             if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                if let Some(refused) = io
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<auth_guard::InsecureAuthRequest>())
+                // An io error's `source` skips the error it wraps, so the
+                // wrapped one is looked at here.
+                let inner = io.get_ref();
+                if let Some(refused) =
+                    inner.and_then(|e| e.downcast_ref::<auth_guard::InsecureAuthRequest>())
                 {
                     return Error::InsecureAuth {
                         host: target.host.clone(),
                         port: target.port,
                         reason: refused.to_string(),
                     };
+                }
+                if inner.is_some_and(|e| e.is::<tls::TlsRefused>()) {
+                    return Error::NoTls {
+                        host: target.host.clone(),
+                        port: target.port,
+                        ssl_mode: target.ssl_mode.as_str(),
+                    };
+                }
+                if let Some(tls) = inner.and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                    return Error::from_rustls(tls, target);
                 }
                 return Error::Unreachable {
                     host: target.host.clone(),
@@ -85,7 +116,7 @@ impl Error {
                 };
             }
             if let Some(tls) = s.downcast_ref::<rustls::Error>() {
-                return Error::Tls(tls.to_string());
+                return Error::from_rustls(tls, target);
             }
             source = s.source();
         }
@@ -93,6 +124,26 @@ impl Error {
             return Error::Connection(error.to_string());
         }
         Error::Connection(error.to_string())
+    }
+
+    /// Classifies a failed TLS handshake with `target`.
+    fn from_rustls(error: &rustls::Error, target: &Target) -> Error {
+        match error {
+            rustls::Error::InvalidCertificate(certificate) => Error::Certificate {
+                host: target.host.clone(),
+                port: target.port,
+                reason: tls::certificate_reason(
+                    certificate,
+                    &target.host,
+                    target.ssl_root_cert.is_some(),
+                ),
+            },
+            other => Error::Handshake {
+                host: target.host.clone(),
+                port: target.port,
+                reason: other.to_string(),
+            },
+        }
     }
 
     /// The SQLSTATE of a database error.

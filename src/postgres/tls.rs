@@ -1,15 +1,20 @@
 //! TLS for connections to managed clusters, with libpq's `sslmode` meanings:
 //! `require` encrypts without checking the certificate, `verify-ca` checks
 //! the chain but not the host name, `verify-full` checks both. Trust roots
-//! are the given CA (inline PEM) or the system's.
+//! are the given CA (inline PEM) or the system's. Handshake failures are
+//! told apart here: a server without TLS, and why a certificate was refused.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Error, SslMode};
 
@@ -170,5 +175,132 @@ impl ServerCertVerifier for ChainOnly {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// The io error a server's "no" to the TLS request surfaces as;
+/// `Error::from_pg` finds it. tokio-postgres reports that answer only as
+/// text, and errors are never classified by their text.
+#[derive(Debug, thiserror::Error)]
+#[error("the server does not accept TLS")]
+pub struct TlsRefused;
+
+/// A stream that reads the server's one-byte answer to the TLS request
+/// (`S` yes, `N` no) and turns a `N` into [`TlsRefused`]; after the answer
+/// everything passes untouched.
+pub struct WatchAnswer<S> {
+    inner: S,
+    answered: bool,
+}
+
+impl<S> WatchAnswer<S> {
+    pub fn new(inner: S) -> WatchAnswer<S> {
+        WatchAnswer {
+            inner,
+            answered: false,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WatchAnswer<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        if !self.answered && buf.filled().len() > before {
+            self.answered = true;
+            if buf.filled()[before] == b'N' {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionRefused,
+                    TlsRefused,
+                )));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchAnswer<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Why a certificate was refused, and what to do about it, in words an
+/// operator registering a cluster can act on.
+pub fn certificate_reason(error: &rustls::CertificateError, host: &str, ca_given: bool) -> String {
+    use rustls::CertificateError as E;
+    match error {
+        E::UnknownIssuer if ca_given => {
+            "unknown issuer: it is not signed by the CA in ssl_root_cert".into()
+        }
+        E::UnknownIssuer => "unknown issuer: it is not signed by a CA this system trusts; give the CA certificate as ssl_root_cert".into(),
+        E::NotValidForName => format!(
+            "name mismatch: it is not valid for {host:?}; connect by a name it holds, or use ssl_mode=verify-ca to check the CA only"
+        ),
+        E::NotValidForNameContext { presented, .. } => format!(
+            "name mismatch: it is not valid for {host:?} but for {}; connect by a name it holds, or use ssl_mode=verify-ca to check the CA only",
+            presented.join(", ")
+        ),
+        E::Expired | E::ExpiredContext { .. } => "expired: it is past its validity period".into(),
+        E::NotValidYet | E::NotValidYetContext { .. } => {
+            "not valid yet: its validity period has not begun (check the clocks)".into()
+        }
+        // webpki finds the issuer by its name; a CA of the same name but
+        // another key (a regenerated CA, the wrong file) fails here.
+        E::BadSignature if ca_given => "bad signature: it is not signed by the CA in ssl_root_cert, though that CA has the name of its issuer".into(),
+        E::BadSignature => "bad signature: it is not signed by the CA it names".into(),
+        E::InvalidPurpose | E::InvalidPurposeContext { .. } => {
+            "wrong purpose: its extended key usage does not allow a TLS server".into()
+        }
+        E::Revoked => "revoked".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_no_to_the_tls_request_is_an_error_and_a_yes_passes() {
+        let mut refused = WatchAnswer::new(&b"N"[..]);
+        let e = refused.read_u8().await.unwrap_err();
+        assert!(e.get_ref().unwrap().is::<TlsRefused>(), "{e}");
+        let mut accepted = WatchAnswer::new(&b"SN"[..]);
+        let mut out = Vec::new();
+        accepted.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"SN", "only the first byte is the answer");
+    }
+
+    #[test]
+    fn certificate_reasons_name_the_fault_and_the_fix() {
+        use rustls::CertificateError as E;
+        let reason = |e: E, ca: bool| certificate_reason(&e, "db.example", ca);
+        assert!(reason(E::Expired, false).starts_with("expired"));
+        assert!(reason(E::NotValidYet, false).contains("clocks"));
+        let name = reason(E::NotValidForName, true);
+        assert!(name.starts_with("name mismatch") && name.contains("\"db.example\""));
+        assert!(name.contains("verify-ca"), "{name}");
+        assert!(
+            reason(E::UnknownIssuer, false).contains("give the CA certificate as ssl_root_cert")
+        );
+        assert!(reason(E::UnknownIssuer, true).contains("not signed by the CA in ssl_root_cert"));
     }
 }

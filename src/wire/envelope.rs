@@ -22,8 +22,15 @@ fn with_headers(status: StatusCode, body: Option<Vec<u8>>) -> HttpResponse {
     response
 }
 
+/// Every JSON body ends with a newline, as Vault's do (Go's
+/// `json.Encoder` writes one), so `curl` output ends cleanly and
+/// line-oriented tools see a complete last line.
 fn json_response(status: StatusCode, value: &Value, head: bool) -> HttpResponse {
-    let body = (!head).then(|| serde_json::to_vec(value).expect("JSON values serialise"));
+    let body = (!head).then(|| {
+        let mut bytes = serde_json::to_vec(value).expect("JSON values serialise");
+        bytes.push(b'\n');
+        bytes
+    });
     with_headers(status, body)
 }
 

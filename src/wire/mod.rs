@@ -101,7 +101,9 @@ async fn serve(router: &Router, config: &WireConfig, request: Request<Body>) -> 
         Ok(r) => envelope::encode(&id, operation.unwrap_or(Operation::Read), r, head),
         Err(e) => {
             if error::is_internal(&e) {
-                tracing::error!(request_id = %id, error = ?e, "request failed");
+                // The message for people (what to do), then the variant
+                // with every field, for whoever debugs it.
+                tracing::error!(request_id = %id, error = %e, detail = ?e, "request failed");
             }
             envelope::error(&e, head)
         }

@@ -150,6 +150,109 @@ fn a_server_without_init_or_with_a_bad_config_says_what_to_do() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"etcd\" is unknown"));
 }
 
+#[test]
+fn a_missing_argument_is_named_in_the_usage_error() {
+    for (args, named) in [
+        (&["read"][..], "<PATH>"),
+        (&["operator", "init"][..], "--config <CONFIG>"),
+        (&["policy", "write"][..], "<NAME>, <FILE>"),
+    ] {
+        let out = binary().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: the following required arguments were not provided: "),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+        assert!(stderr.trim_end().ends_with("(see --help)"), "{stderr}");
+    }
+}
+
+#[test]
+fn an_unknown_flag_is_reported_as_typed() {
+    for (typed, shown) in [
+        ("-bogus", "'-bogus'"),
+        ("-bogus=1", "'-bogus'"),
+        ("--bogus", "'--bogus'"),
+    ] {
+        let out = binary().args(["server", typed]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!("error: unexpected argument {shown} found (see --help)"),
+            "{typed}"
+        );
+    }
+}
+
+#[test]
+fn a_server_that_fails_to_start_before_init_leaves_no_storage_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let storage = "[storage]\nbackend = \"sqlite\"\npath = \"data/pgsecrets.db\"\n[seal]\nkey_file = \"keys/unseal.key\"\n";
+    let cases = [
+        (
+            format!(
+                "[listener]\naddress = \"127.0.0.1:{}\"\ntls_cert_file = \"missing-cert.pem\"\ntls_key_file = \"missing-key.pem\"\n{storage}",
+                free_port()
+            ),
+            "missing-cert.pem",
+        ),
+        (
+            format!("[listener]\naddress = \"127.0.0.1:{busy_port}\"\n{storage}"),
+            "operator init",
+        ),
+        (
+            format!("[listener]\naddress = \"nowhere\"\n{storage}"),
+            "address",
+        ),
+    ];
+    for (text, said) in cases {
+        let config = dir.path().join("pgsecrets.toml");
+        std::fs::write(&config, &text).unwrap();
+        let out = binary()
+            .args(["server", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: {stderr}");
+        assert!(stderr.contains(said), "{said:?} not in {stderr}");
+        for left in ["data", "keys"] {
+            assert!(
+                !dir.path().join(left).exists(),
+                "{left}/ was created by a failed start: {stderr}"
+            );
+        }
+    }
+    drop(busy);
+}
+
+#[test]
+fn an_init_whose_key_cannot_be_written_leaves_no_storage_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("unseal.key"), "an older key\n").unwrap();
+    let config = dir.path().join("pgsecrets.toml");
+    std::fs::write(
+        &config,
+        "[storage]\nbackend = \"sqlite\"\npath = \"data/pgsecrets.db\"\n[seal]\nkey_file = \"unseal.key\"\n",
+    )
+    .unwrap();
+    let out = binary()
+        .args(["operator", "init", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("it must not exist yet"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "{stderr}");
+}
+
 /// The README's `sh` blocks that follow `marker`.
 pub fn readme_scripts(marker: &str) -> Vec<String> {
     let readme =

@@ -611,7 +611,7 @@ async fn bad_input_gives_one_line_and_the_documented_exit_code() {
     check(
         pgsecrets_with(&["read", "-nope", "sys/health"], &with_server, None).await,
         1,
-        "'--nope'",
+        "'-nope'",
     );
     check(
         pgsecrets_with(&["frobnicate"], &with_server, None).await,

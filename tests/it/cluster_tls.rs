@@ -61,8 +61,28 @@ async fn ssl_modes_verify_as_libpq_does() {
         )
         .await;
     assert_eq!(r.status, 502, "{}", r.text);
+    assert_eq!(
+        r.error(),
+        format!(
+            "the TLS certificate of PostgreSQL at 127.0.0.1:{} was refused: unknown issuer: it is not signed by a CA this system trusts; give the CA certificate as ssl_root_cert",
+            pg.port()
+        )
+    );
+    // verify-full with the wrong CA given.
+    let other = tempfile::tempdir().unwrap();
+    let wrong_ca =
+        std::fs::read_to_string(certs::make(other.path(), "IP:127.0.0.1").ca_pem).unwrap();
+    let r = s
+        .write(
+            "database/cluster/tls-wrong-ca",
+            body(&user, &password, "verify-full", Some(&wrong_ca)),
+        )
+        .await;
+    assert_eq!(r.status, 502, "{}", r.text);
     assert!(
-        r.error().contains("TLS") || r.error().to_lowercase().contains("certificate"),
+        r.error().contains(&format!("127.0.0.1:{}", pg.port()))
+            && r.error()
+                .contains("it is not signed by the CA in ssl_root_cert"),
         "{}",
         r.text
     );
@@ -106,6 +126,103 @@ async fn verify_ca_accepts_a_certificate_for_another_name_and_verify_full_does_n
         .write("database/cluster/tls-name", body("verify-full"))
         .await;
     assert_eq!(r.status, 502, "the name does not match: {}", r.text);
+    assert_eq!(
+        r.error(),
+        format!(
+            "the TLS certificate of PostgreSQL at 127.0.0.1:{} was refused: name mismatch: it is not valid for \"127.0.0.1\" but for DnsName(\"db.other.example\"); connect by a name it holds, or use ssl_mode=verify-ca to check the CA only",
+            pg.port()
+        )
+    );
     let r = s.write("database/cluster/tls-ca", body("verify-ca")).await;
     assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_server_without_tls_is_told_apart_from_a_failed_handshake() {
+    let pg = Pg::shared();
+    let s = TestServer::start().await;
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let (user, password) =
+            root_user(pg, &format!("root_notls_{}", mode.replace('-', "_"))).await;
+        let r = s
+            .write(
+                &format!("database/cluster/notls-{mode}"),
+                json!({"host": pg.host(), "port": pg.port(), "username": user, "password": password, "ssl_mode": mode}),
+            )
+            .await;
+        assert_eq!(r.status, 502, "{}", r.text);
+        assert_eq!(
+            r.error(),
+            format!(
+                "PostgreSQL at {}:{} does not accept TLS, which ssl_mode={mode} requires: set ssl_mode=disable for a server without TLS, or turn on ssl in its postgresql.conf",
+                pg.host(),
+                pg.port()
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_log_says_why_tls_failed_too() {
+    let pg = Pg::shared();
+    let (user, password) = root_user(pg, "root_notls_log").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
+        .args([
+            "server",
+            "-dev",
+            "-dev-root-token-id=tls-log-root",
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = server.stderr.take().unwrap();
+    let drained = std::thread::spawn(move || {
+        let mut logs = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut logs).unwrap();
+        logs
+    });
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client
+        .get(format!("{url}/v1/sys/health"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dev server never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = client
+        .post(format!("{url}/v1/database/cluster/notls-log"))
+        .header("X-Vault-Token", "tls-log-root")
+        .json(&json!({"host": pg.host(), "port": pg.port(), "username": user, "password": password, "ssl_mode": "require"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status();
+    let _ = server.wait();
+    let logs = drained.join().unwrap();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("request failed"))
+        .unwrap_or_else(|| panic!("no failure logged: {logs}"));
+    assert!(
+        line.contains("set ssl_mode=disable for a server without TLS"),
+        "{line}"
+    );
 }

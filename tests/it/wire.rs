@@ -349,3 +349,41 @@ async fn durations_are_accepted_in_vaults_forms_and_returned_as_seconds() {
     assert_eq!(r.status, 400);
     assert!(r.error().contains("\"ttl\""), "{}", r.text);
 }
+
+#[tokio::test]
+async fn every_json_body_ends_with_a_newline_as_vaults_do() {
+    let s = TestServer::start().await;
+    let envelope = s.read("auth/token/lookup-self").await;
+    let raw = s.request("GET", "sys/health", None, None).await;
+    let help = s.read("sys/mounts?help=1").await;
+    let error = s
+        .request("GET", "sys/mounts", Some("bad-token"), None)
+        .await;
+    let empty_list = s.list("database/roles/").await;
+    for (what, r) in [
+        ("envelope", &envelope),
+        ("raw", &raw),
+        ("help", &help),
+        ("error", &error),
+        ("404", &empty_list),
+    ] {
+        assert!(
+            r.text.ends_with("}\n"),
+            "{what} ({}): {:?}",
+            r.status,
+            r.text
+        );
+        assert!(!r.text.ends_with("\n\n"), "{what}: {:?}", r.text);
+    }
+    assert_eq!(error.status, 403);
+    assert_eq!(empty_list.text, "{\"errors\":[]}\n");
+    // A 204 stays empty.
+    let r = s
+        .write(
+            "sys/policies/acl/newline",
+            json!({"policy": "path \"a\" { capabilities = [\"read\"] }"}),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.text, "");
+}
