@@ -47,7 +47,14 @@ pub enum Error {
     Unreachable(String),
     /// An answer other than success, with the server's `errors`.
     #[error("server answered {status}: {message}")]
-    Status { status: StatusCode, message: String },
+    Status {
+        status: StatusCode,
+        message: String,
+        /// The answer carried `Retry-After`: the condition is temporary
+        /// (pgsecrets sends it with a renewal's 400 while PostgreSQL is
+        /// away), whatever the status says.
+        retry_after: bool,
+    },
     /// A success answer without the fields every Vault server sends.
     #[error("unexpected answer from the server: {0}")]
     Malformed(String),
@@ -59,7 +66,7 @@ impl Error {
     /// The server refused this lease for good (unknown, expired, not
     /// renewable, past its max TTL): retrying the same call cannot help.
     pub fn is_lease_refused(&self) -> bool {
-        matches!(self, Error::Status { status, .. } if *status == StatusCode::BAD_REQUEST)
+        matches!(self, Error::Status { status, retry_after: false, .. } if *status == StatusCode::BAD_REQUEST)
     }
 
     /// The token may not make this call (its policy, or it is revoked).
@@ -189,6 +196,9 @@ impl Api {
             .await
             .map_err(|e| Error::Unreachable(one_line(&e)))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .contains_key(reqwest::header::RETRY_AFTER);
         let text = response
             .text()
             .await
@@ -197,6 +207,7 @@ impl Api {
             return Err(Error::Status {
                 status,
                 message: error_message(&text),
+                retry_after,
             });
         }
         if status == StatusCode::NO_CONTENT || text.trim().is_empty() {
@@ -255,8 +266,18 @@ mod tests {
         let status = |code| Error::Status {
             status: StatusCode::from_u16(code).unwrap(),
             message: String::new(),
+            retry_after: false,
         };
         assert!(status(400).is_lease_refused());
+        let temporary = Error::Status {
+            status: StatusCode::BAD_REQUEST,
+            message: String::new(),
+            retry_after: true,
+        };
+        assert!(
+            !temporary.is_lease_refused(),
+            "a 400 with Retry-After is not final"
+        );
         assert!(!status(403).is_lease_refused());
         assert!(!status(503).is_lease_refused());
         assert!(!Error::Unreachable("x".into()).is_lease_refused());

@@ -170,6 +170,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the error says PostgreSQL cannot be reached or serve now
+    /// (a retry may succeed), rather than refusing what was asked: no
+    /// connection, a timeout, a busy pool, a connection lost mid-way, or a
+    /// server error of the classes "connection exception" (08),
+    /// "insufficient resources" (53) or "operator intervention" (57:
+    /// shutting down, restarting).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Unreachable { .. }
+            | Error::Timeout { .. }
+            | Error::Busy { .. }
+            | Error::RotationUnresolved { .. }
+            | Error::Postgres(_)
+            | Error::Storage(_) => true,
+            Error::Refused { code, .. } => {
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57")
+            }
+            Error::Lease(e) => matches!(e, crate::lease::Error::Unavailable(_)),
+            _ => false,
+        }
+    }
+
     /// Reclassifies a PostgreSQL error met while talking to `record`'s cluster.
     pub fn from_pg(error: postgres::Error) -> Error {
         match error {
@@ -227,7 +249,6 @@ impl From<tokio_postgres::Error> for Error {
     }
 }
 
-/// What every route group of one mount shares.
 /// How an engine treats the PostgreSQL servers registered with it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EngineOptions {
@@ -238,6 +259,7 @@ pub struct EngineOptions {
     pub keep_root_password: bool,
 }
 
+/// What every route group of one mount shares.
 pub struct Engine {
     pub storage: Storage,
     pub options: EngineOptions,

@@ -19,7 +19,7 @@ use super::creds::{limits, one_script, template_values, valid_until};
 use super::pools::{self, Who};
 use super::records::{ClusterRecord, DatabaseRecord, State};
 use super::{grants, template, Engine, Error};
-use crate::lease::{BoxFuture, LeaseEntry, Revoker, TtlLimits};
+use crate::lease::{BoxFuture, LeaseEntry, Revoker, RevokerError, TtlLimits};
 use crate::postgres::{ident, literal};
 
 /// A connection as the management role to `database` of a cluster (`record`
@@ -172,8 +172,13 @@ pub async fn drop_user(
     }
 }
 
-fn text(e: Error) -> String {
-    e.to_string()
+/// The lease layer's view of an engine error: worth retrying or not.
+fn text(e: Error) -> RevokerError {
+    if e.is_unavailable() {
+        RevokerError::Unavailable(e.to_string())
+    } else {
+        RevokerError::Refused(e.to_string())
+    }
 }
 
 impl Engine {
@@ -245,14 +250,14 @@ impl Engine {
 }
 
 impl Revoker for Engine {
-    fn revoke<'a>(&'a self, lease: &'a LeaseEntry) -> BoxFuture<'a, Result<(), String>> {
+    fn revoke<'a>(&'a self, lease: &'a LeaseEntry) -> BoxFuture<'a, Result<(), RevokerError>> {
         Box::pin(async move { self.revoke_lease(lease).await.map_err(text) })
     }
 
     fn renew_limits<'a>(
         &'a self,
         lease: &'a LeaseEntry,
-    ) -> BoxFuture<'a, Result<TtlLimits, String>> {
+    ) -> BoxFuture<'a, Result<TtlLimits, RevokerError>> {
         Box::pin(async move { self.check_renewable(lease).await.map_err(text) })
     }
 
@@ -260,7 +265,7 @@ impl Revoker for Engine {
         &'a self,
         lease: &'a LeaseEntry,
         expire_time: i64,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<(), RevokerError>> {
         Box::pin(async move {
             self.move_valid_until(lease, expire_time)
                 .await

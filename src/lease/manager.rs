@@ -239,16 +239,13 @@ impl LeaseManager {
             return Err(Error::PastMaxTtl);
         }
         let revoker = self.revoker(&lease.mount)?;
-        let limits: TtlLimits = revoker.renew_limits(&lease).await.map_err(Error::Refused)?;
+        let limits: TtlLimits = revoker.renew_limits(&lease).await?;
         let (new_ttl, warning) = ttl::renew(&limits, increment, now_ms, lease.max_end);
         if new_ttl == 0 {
             return Err(Error::PastMaxTtl);
         }
         let expire_time = ttl::expiry(now_ms, new_ttl);
-        revoker
-            .extend(&lease, expire_time)
-            .await
-            .map_err(Error::Refused)?;
+        revoker.extend(&lease, expire_time).await?;
         let old_due = lease.due;
         lease.expire_time = expire_time;
         lease.last_renewal = Some(now_ms.div_euclid(1000));
@@ -465,7 +462,7 @@ impl LeaseManager {
             }
         };
         let outcome = match self.revoker(&lease.mount) {
-            Ok(revoker) => revoker.revoke(&lease).await,
+            Ok(revoker) => revoker.revoke(&lease).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         if let Some(slot) = slot {

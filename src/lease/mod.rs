@@ -50,6 +50,12 @@ pub enum Error {
     Revoking,
     #[error("lease is not renewable: {0}")]
     Refused(String),
+    /// What the renewal needs (PostgreSQL) cannot be reached now: the
+    /// lease stands, and a later renewal may succeed. Vault answers this
+    /// with a 400 as it does a refusal; the wire layer adds `Retry-After`
+    /// so a client (pgsecrets' agent) can tell the two apart.
+    #[error("failed to renew entry: {0}")]
+    Unavailable(String),
     #[error("lease is expired and has failed previous revocation attempts")]
     Irrevocable,
     #[error("past the max TTL, cannot renew")]
@@ -99,22 +105,42 @@ pub struct LeaseEntry {
 }
 
 /// What a mount's engine does for the lease manager.
+/// Why an engine did not do what the lease layer asked: refused for good
+/// (no retry can help), or unable now (PostgreSQL unreachable, busy or
+/// timing out; a retry may succeed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevokerError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<RevokerError> for Error {
+    fn from(e: RevokerError) -> Error {
+        match e {
+            RevokerError::Refused(reason) => Error::Refused(reason),
+            RevokerError::Unavailable(reason) => Error::Unavailable(reason),
+        }
+    }
+}
+
 pub trait Revoker: Send + Sync + 'static {
     /// Removes the lease's user (and its sessions); a user already gone counts
     /// as revoked.
-    fn revoke<'a>(&'a self, lease: &'a LeaseEntry) -> BoxFuture<'a, Result<(), String>>;
+    fn revoke<'a>(&'a self, lease: &'a LeaseEntry) -> BoxFuture<'a, Result<(), RevokerError>>;
     /// Checks the lease may be renewed now and returns its TTL limits
     /// (role default, role max; 0 = the mount's).
     fn renew_limits<'a>(
         &'a self,
         lease: &'a LeaseEntry,
-    ) -> BoxFuture<'a, Result<TtlLimits, String>>;
+    ) -> BoxFuture<'a, Result<TtlLimits, RevokerError>>;
     /// Moves the user's `VALID UNTIL` to the new expiry.
     fn extend<'a>(
         &'a self,
         lease: &'a LeaseEntry,
         expire_time: i64,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<(), RevokerError>>;
 }
 
 /// TTL settings that apply to a lease (seconds; 0 = unset).

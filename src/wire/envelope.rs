@@ -37,7 +37,14 @@ fn json_response(status: StatusCode, value: &Value, head: bool) -> HttpResponse 
 /// `{"errors": [...]}` with the status `classify` chose.
 pub fn error(error: &Error, head: bool) -> HttpResponse {
     let (status, messages) = classify(error);
-    json_response(status, &json!({ "errors": messages }), head)
+    let mut response = json_response(status, &json!({ "errors": messages }), head);
+    if let Some(seconds) = super::error::retry_after(error) {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(seconds),
+        );
+    }
+    response
 }
 
 fn not_found(head: bool) -> HttpResponse {

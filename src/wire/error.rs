@@ -169,6 +169,7 @@ fn lease_status(e: &lease::Error) -> (StatusCode, Vec<String>) {
         | lease::Error::NotRenewable
         | lease::Error::Revoking
         | lease::Error::Refused(_)
+        | lease::Error::Unavailable(_)
         | lease::Error::Irrevocable
         | lease::Error::PastMaxTtl
         | lease::Error::RevokeFailed { .. }
@@ -179,6 +180,21 @@ fn lease_status(e: &lease::Error) -> (StatusCode, Vec<String>) {
         ),
     }
 }
+
+/// Seconds a client should wait before trying again, when the error is a
+/// temporary one that Vault answers with a 4xx all the same (a renewal
+/// while PostgreSQL is away): the status keeps Vault's, `Retry-After` says
+/// "not final" to clients that look (pgsecrets' agent does).
+pub fn retry_after(error: &Error) -> Option<u64> {
+    let lease = match error {
+        Error::Lease(e) => e,
+        Error::Engine(engine::Error::Lease(e)) => e,
+        _ => return None,
+    };
+    matches!(lease, lease::Error::Unavailable(_)).then_some(RETRY_AFTER_SECONDS)
+}
+
+const RETRY_AFTER_SECONDS: u64 = 5;
 
 /// Whether the full cause should be logged (a server-side failure).
 pub fn is_internal(error: &Error) -> bool {

@@ -574,3 +574,65 @@ fn a_bad_agent_config_is_one_line_on_stderr_and_exit_code_1() {
         "no server address",
     );
 }
+
+/// PostgreSQL away for 30 s while the agent holds a lease: the renewal due
+/// in the outage fails as "unavailable" (Vault's 400, with `Retry-After`),
+/// so the agent keeps the credential file, renews once PostgreSQL is back,
+/// and never fetches another user because of the outage.
+#[tokio::test]
+async fn a_postgresql_outage_does_not_make_the_agent_drop_its_lease() {
+    let pg = Pg::start(crate::support::pg::PgVersion::under_test());
+    let s = TestServer::start().await;
+    // Renewed at 2/3 of 66 s, i.e. 44 s: inside the outage below.
+    let creds = setup(
+        &s,
+        &pg,
+        "agent-outage",
+        json!({"default_ttl": "66s", "max_ttl": "1h"}),
+    )
+    .await;
+    let role = creds.strip_prefix("database/creds/").unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let token_file = agent_token(&s, d).await;
+    let env_file = d.join("db.env");
+    let config = example_config(&s.url, &token_file, |c| {
+        let first = credential(c, 0);
+        first.insert("path".into(), role.clone().into());
+        first.insert("file".into(), env_file.to_str().unwrap().into());
+        c["credential"].as_array_mut().unwrap().truncate(1);
+    });
+    let mut agent = Agent::with_config(d, &config);
+    let login = wait_for_login(&mut agent, &pg, &env_file, env_login, None).await;
+    let issued = Instant::now();
+
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(issued.elapsed())).await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    agent.assert_running();
+    assert_eq!(
+        read_login(&env_file, env_login).as_ref(),
+        Some(&login),
+        "the file still holds the same user during the outage"
+    );
+    pg.restart();
+    // The renewal goes through before the lease's 66 s are up.
+    let deadline = issued + Duration::from_secs(64);
+    while !agent.log().contains("renewed") {
+        assert!(
+            Instant::now() < deadline,
+            "no renewal after PostgreSQL came back:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let log = agent.log();
+    assert!(
+        log.contains("cannot renew the lease"),
+        "a renewal was tried during the outage:\n{log}"
+    );
+    assert!(!log.contains("fetching new credentials"), "{log}");
+    assert_eq!(read_login(&env_file, env_login).as_ref(), Some(&login));
+    logs_in(&pg, &login).await.unwrap();
+    assert_eq!(agent.stop().await.code(), Some(0));
+}
