@@ -303,7 +303,6 @@ pub async fn assemble_with(
         mounts,
         tokens,
         policies,
-        leases,
         _workers: shutdown,
     }))
 }

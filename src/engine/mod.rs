@@ -32,9 +32,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::lease::LeaseManager;
-use crate::logical::Route;
+use crate::logical::{Backend, MountConfig, MountEntry, Route};
 use crate::postgres;
-use crate::router::{Backend, MountConfig, MountEntry};
 use crate::storage::Storage;
 use records::{keys, ClusterRecord, DatabaseRecord, RoleRecord};
 

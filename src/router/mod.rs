@@ -81,7 +81,6 @@ pub struct Router {
     pub mounts: Arc<Mounts>,
     pub tokens: TokenStore,
     pub policies: PolicyStore,
-    pub leases: Arc<crate::lease::LeaseManager>,
     /// Dropping the router stops its background workers (lease expiry,
     /// token expiry).
     pub _workers: tokio::sync::watch::Sender<bool>,
