@@ -66,7 +66,7 @@ chmod -R a+rX "$prefix"
 if ! works; then
     if [ "$(id -u)" = 0 ] && ! (cd / && runuser -u postgres -- test -x "$bin/postgres"); then
         # A parent of the repository is closed to `postgres` (e.g. /root):
-        # tests/it/support/pg.rs then copies the tree under /tmp itself.
+        # the launcher (src/postgres/launcher/bin.rs) then copies the tree under /tmp itself.
         say "note: $bin is not reachable by the postgres user; the tests will use a copy under /tmp"
         if ! { is17 "$bin/postgres" && is17 "$bin/initdb" && is17 "$bin/pg_ctl"; }; then
             say "PostgreSQL 17 binaries in $bin do not run"

@@ -13,7 +13,6 @@ pub use crate::postgres::launcher::{find_bin, free_port, LocalPg as Pg};
 impl From<launcher::Error> for Error {
     fn from(e: launcher::Error) -> Error {
         match e {
-            launcher::Error::Postgres(e) => Error::Postgres(e),
             launcher::Error::Io(e) => Error::Io(e),
             other => Error::Setup(other.to_string()),
         }
@@ -25,8 +24,8 @@ pub fn start(bin: &Path) -> Result<Pg, Error> {
     Ok(Pg::start(
         bin,
         Options {
-            purpose: "bench",
             durable: true,
+            ..Options::new("bench")
         },
     )?)
 }

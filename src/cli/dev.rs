@@ -21,13 +21,7 @@ pub const ROLE: &str = "app";
 pub async fn start_postgres() -> Option<LocalPg> {
     let started = tokio::task::spawn_blocking(|| {
         let bin = launcher::find_bin(None)?;
-        LocalPg::start(
-            &bin,
-            Options {
-                purpose: "dev",
-                durable: false,
-            },
-        )
+        LocalPg::start(&bin, Options::new("dev"))
     })
     .await
     .expect("the launcher does not panic");
