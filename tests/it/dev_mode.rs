@@ -355,3 +355,24 @@ async fn the_readme_quickstart_reaches_a_credential() {
         .unwrap_or_else(|e| panic!("{credential}: {e}: {out:?}"));
     assert!(logs_in(&answer["data"]).await, "{answer}");
 }
+
+/// `kill -9` of the dev server leaves no throwaway PostgreSQL behind: the
+/// launcher's watchdog stops it and removes its directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_dev_server_leaves_no_postgresql_running() {
+    let mut dev = DevServer::start(&[], &[]);
+    let curl = dev.line_with("curl -s").trim().to_string();
+    let out = bash(&curl, &[]);
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let port = answer["data"]["port"].as_u64().unwrap() as u16;
+    dev.child.kill().unwrap(); // SIGKILL: no drop, no shutdown
+    dev.child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PostgreSQL still listens on {port} after kill -9"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
