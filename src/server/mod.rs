@@ -1,0 +1,213 @@
+//! Composition root: opens the storage, builds every part, binds and serves
+//! until shutdown. The only module that sees everything. Opening and
+//! initialising storage with its unseal key is in [`storage_init`]; the
+//! listener's TLS in [`tls`].
+
+mod storage_init;
+mod tls;
+
+pub use storage_init::{fresh_inmem, initialize, open_backend, operator_init, read_key, unseal};
+pub use tls::tls_config;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::auth::{PolicyStore, TokenStore};
+pub use crate::engine::EngineOptions;
+use crate::lease::LeaseManager;
+use crate::router::{mounts::MountEntry, sys_routes, Backend, Mounts, Router};
+use crate::storage::{self, Storage};
+use crate::sys::{self, ClusterInfo, SysState};
+use crate::wire::{self, WireConfig};
+
+/// Why the server could not start; each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error("storage: {0}")]
+    Storage(#[from] storage::Error),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::Error),
+    #[error("{0}")]
+    Router(#[from] crate::router::Error),
+    #[error("the storage is not initialised: run `pgsecrets operator init --config <file>` first")]
+    NotInitialized,
+    #[error("the storage is already initialised; its root token was printed by the first `operator init`")]
+    AlreadyInitialized,
+    #[error("the unseal key does not open this storage (wrong key file or environment variable?)")]
+    WrongKey,
+    #[error("unseal key: {0}")]
+    Key(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds the router over unsealed storage: built-in mounts, engine mounts.
+pub async fn assemble(storage: Storage) -> Result<Arc<Router>, StartError> {
+    assemble_with(storage, EngineOptions::default()).await
+}
+
+/// [`assemble`] with the engines' options (`server --dev` keeps root
+/// passwords, see [`EngineOptions`]).
+pub async fn assemble_with(
+    storage: Storage,
+    engine_options: EngineOptions,
+) -> Result<Arc<Router>, StartError> {
+    let cluster = ClusterInfo::load_or_create(&storage).await?;
+    let tokens = TokenStore::new(storage.clone());
+    let policies = PolicyStore::new(storage.clone());
+    policies.bootstrap().await?;
+    let leases = LeaseManager::new(storage.clone());
+    {
+        let leases = Arc::clone(&leases);
+        // A revoked or expired token takes its leases with it: they are
+        // marked for revocation before the token goes.
+        tokens.on_revoke(Arc::new(move |token_hash: String| {
+            let leases = Arc::clone(&leases);
+            Box::pin(async move {
+                leases
+                    .revoke_token(&token_hash)
+                    .await
+                    .map(drop)
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "cannot revoke the leases of a revoked token");
+                        e.to_string()
+                    })
+            })
+        }));
+    }
+    let engine_storage = storage.clone();
+    let engine_leases = Arc::clone(&leases);
+    let mounts = Arc::new(Mounts::new(
+        storage.clone(),
+        Box::new(move |entry: &MountEntry| {
+            Ok(crate::engine::backend(
+                engine_storage.clone(),
+                entry,
+                Arc::clone(&engine_leases),
+                engine_options,
+            ))
+        }),
+    ));
+    {
+        let leases = Arc::clone(&leases);
+        // Unmounting revokes every lease of the mount first; a failure keeps it.
+        mounts.on_unmount(Box::new(move |path: String| {
+            let leases = Arc::clone(&leases);
+            Box::pin(async move {
+                leases
+                    .revoke_prefix(&path, true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                leases.unregister(&path);
+                Ok(())
+            })
+        }));
+    }
+    let state = Arc::new(SysState {
+        storage: storage.clone(),
+        tokens: tokens.clone(),
+        policies: policies.clone(),
+        leases: Arc::clone(&leases),
+        cluster,
+        active_since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    let mut sys_routes_table = Vec::new();
+    sys_routes_table.extend(sys::health::routes(&state));
+    sys_routes_table.extend(sys::policy::routes(&state));
+    sys_routes_table.extend(sys::leases::routes(&state));
+    sys_routes_table.extend(sys_routes::routes(&mounts, &leases, &policies));
+    mounts.add_builtin(
+        MountEntry::new(
+            "sys/",
+            "system",
+            "system endpoints used for control, policy and debugging",
+        ),
+        Backend {
+            routes: sys_routes_table,
+            tuning: None,
+        },
+    );
+    mounts.add_builtin(
+        MountEntry::new("auth/token/", "token", "token based credentials"),
+        Backend {
+            routes: sys::token::routes(&state),
+            tuning: None,
+        },
+    );
+    mounts.load().await?;
+    let (shutdown, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(Arc::clone(&leases).run(stopped.clone()));
+    tokio::spawn(sweep_tokens(tokens.clone(), stopped));
+    Ok(Arc::new(Router {
+        mounts,
+        tokens,
+        policies,
+        _workers: shutdown,
+    }))
+}
+
+/// Revokes expired tokens (and so their leases) every second.
+async fn sweep_tokens(tokens: TokenStore, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = tokens.sweep_expired(chrono::Utc::now().timestamp()).await {
+            tracing::error!(error = %e, "token expiry sweep failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; requests in
+/// flight then finish before this returns.
+pub async fn serve(
+    listener: TcpListener,
+    router: Arc<Router>,
+    wire_config: WireConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let app = wire::app(router, wire_config.clone());
+    crate::listener::serve(listener, app, wire_config, tls, shutdown)
+        .await
+        .map_err(StartError::Io)
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Binds the configured address.
+pub async fn bind(address: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })
+}
