@@ -80,6 +80,12 @@ impl Route {
         self
     }
 
+    /// Several fields at once, for a set routes share.
+    pub fn fields(mut self, fields: impl IntoIterator<Item = Field>) -> Route {
+        self.fields.extend(fields);
+        self
+    }
+
     pub fn op(mut self, operation: Operation, summary: &'static str, handler: Handler) -> Route {
         self.operations.push(OperationSpec {
             operation,

@@ -103,11 +103,7 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
             "The calling token's capabilities on paths.",
             CAPABILITIES_HELP,
         )
-        .field(Field::list("paths", "Paths to check."))
-        .field(Field::string(
-            "path",
-            "A single path to check (older form of `paths`).",
-        ))
+        .fields(paths_fields())
         .op(
             Operation::Write,
             "Report the calling token's capabilities on each path.",
@@ -122,11 +118,7 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
             "token",
             "The token whose capabilities are asked.",
         ))
-        .field(Field::list("paths", "Paths to check."))
-        .field(Field::string(
-            "path",
-            "A single path to check (older form of `paths`).",
-        ))
+        .fields(paths_fields())
         .op(
             Operation::Write,
             "Report the given token's capabilities on each path.",
@@ -141,16 +133,21 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
             "accessor",
             "The accessor of the token whose capabilities are asked.",
         ))
-        .field(Field::list("paths", "Paths to check."))
-        .field(Field::string(
-            "path",
-            "A single path to check (older form of `paths`).",
-        ))
+        .fields(paths_fields())
         .op(
             Operation::Write,
             "Report the capabilities of the token with this accessor on each path.",
             handler(state, capabilities_of_accessor),
         ),
+    ]
+}
+
+/// The paths a capabilities request asks about: `paths`, or the older
+/// single `path`.
+fn paths_fields() -> [Field; 2] {
+    [
+        Field::list("paths", "Paths to check."),
+        Field::string("path", "A single path to check (older form of `paths`)."),
     ]
 }
 

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use pgsecrets::wire::WireConfig;
 use serde_json::json;
 
-use crate::creds::{setup, wait_until_gone};
-use crate::engine::role_exists;
+use crate::support::engine::role_exists;
+use crate::support::engine::{setup, wait_until_gone};
 use crate::support::pg::Pg;
+use crate::support::process::free_port;
 use crate::support::server::TestServer;
 
 /// What an agent's token needs: read credentials, revoke its leases
@@ -205,14 +206,6 @@ async fn wait_for_login(
 
 fn mode(file: &Path) -> u32 {
     std::fs::metadata(file).unwrap().permissions().mode() & 0o777
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A stand-in application: writes its pid file and counts the SIGHUPs it gets.

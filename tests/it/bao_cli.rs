@@ -13,8 +13,8 @@ use tokio::io::AsyncWriteExt;
 
 use std::time::Duration;
 
-use crate::creds::wait_until_gone;
-use crate::engine::{can_login, root_user};
+use crate::support::engine::wait_until_gone;
+use crate::support::engine::{can_login, root_user};
 use crate::support::openbao::{bao_binary, OpenBao, ROOT_TOKEN};
 use crate::support::pg::Pg;
 use crate::support::server::TestServer;

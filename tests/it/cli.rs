@@ -1,11 +1,12 @@
 //! The `pgsecrets` binary as a user runs it: dev mode, operator init,
 //! production server, shutdown, and the README's examples.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::support::process::{
     binary, curl, free_port, read_until, sigterm, wait_exit, wait_healthy,
 };
+use crate::support::readme::{readme_script, readme_scripts};
 
 #[test]
 fn the_dev_server_prints_its_exports_serves_and_stops_on_sigterm() {
@@ -251,49 +252,6 @@ fn an_init_whose_key_cannot_be_written_leaves_no_storage_behind() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("it must not exist yet"), "{stderr}");
     assert!(!dir.path().join("data").exists(), "{stderr}");
-}
-
-/// The README's `sh` blocks that follow `marker`.
-pub fn readme_scripts(marker: &str) -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let mut scripts = Vec::new();
-    let mut rest = readme.as_str();
-    while let Some(at) = rest.find(marker) {
-        rest = &rest[at..];
-        let start = rest.find("```sh\n").expect("a sh block follows the marker") + 6;
-        let end = rest[start..].find("```").unwrap() + start;
-        scripts.push(rest[start..end].to_string());
-        rest = &rest[end..];
-    }
-    assert!(!scripts.is_empty(), "README has no examples after {marker}");
-    scripts
-}
-
-/// `bash -euo pipefail -c script` as a README reader runs it: `VAULT_ADDR`
-/// and `VAULT_TOKEN` set, `pgsecrets` on `PATH`, in a scratch directory
-/// (kept for the process's life) so files it writes go nowhere else.
-pub fn readme_script(script: &str, url: &str, token: &str) -> Command {
-    static SCRATCH: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    let scratch = SCRATCH.get_or_init(|| tempfile::tempdir().unwrap());
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_pgsecrets"))
-        .parent()
-        .unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut command = Command::new("bash");
-    command
-        .args(["-euo", "pipefail", "-c", script])
-        .current_dir(scratch.path())
-        .env("PATH", path)
-        .env("VAULT_ADDR", url)
-        .env("VAULT_TOKEN", token)
-        .env_remove("PGSECRETS_ADDR")
-        .env_remove("PGSECRETS_TOKEN");
-    command
 }
 
 /// Runs the README's `sh` blocks marked `<!-- readme-test -->` against a dev server.

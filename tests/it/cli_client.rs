@@ -9,10 +9,10 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use crate::cli::{readme_script, readme_scripts};
-use crate::creds::setup;
-use crate::engine::{register, role_exists};
+use crate::support::engine::setup;
+use crate::support::engine::{register, role_exists};
 use crate::support::pg::{Pg, PgVersion};
+use crate::support::readme::{readme_script, readme_scripts};
 use crate::support::server::TestServer;
 
 /// What a run of the binary gave.

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::engine::{can_login, register};
+use crate::support::engine::{can_login, register};
 use crate::support::pg::{Pg, PgVersion};
 use crate::support::server::TestServer;
 

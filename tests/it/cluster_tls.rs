@@ -5,8 +5,8 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::engine::root_user;
 use crate::support::certs;
+use crate::support::engine::root_user;
 use crate::support::pg::{Pg, PgOptions, PgVersion};
 use crate::support::server::TestServer;
 

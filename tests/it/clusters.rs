@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::engine::{can_login, cluster_body, register, role_exists, root_user};
+use crate::support::engine::{can_login, cluster_body, register, role_exists, root_user};
 use crate::support::pg::{Pg, PgOptions, PgVersion};
 use crate::support::server::TestServer;
 
@@ -498,7 +498,7 @@ async fn registration_and_databases_work_on_postgresql_17() {
     let user = register(&s, pg, "pg17").await;
     let d = s.read("database/cluster/pg17").await.data();
     assert!(can_login(pg, &user, d["password"].as_str().unwrap(), "postgres").await);
-    crate::databases::check_database_is_usable(&s, pg, "pg17", "app17").await;
+    crate::support::engine::check_database_is_usable(&s, pg, "pg17", "app17").await;
 }
 
 #[tokio::test]
@@ -544,7 +544,7 @@ async fn no_connection_is_left_open_after_disabling() {
         .to_string();
     let r = s.delete("database/cluster/leak1").await;
     assert_eq!(r.status, 200, "{}", r.text);
-    crate::creds::wait_until_gone(pg, &issued, std::time::Duration::from_secs(15)).await;
+    crate::support::engine::wait_until_gone(pg, &issued, std::time::Duration::from_secs(15)).await;
     let manage = s.read("database/cluster/leak1").await.data()["management_role"]
         .as_str()
         .unwrap()

@@ -3,62 +3,16 @@
 //! `v-` user exists that no lease tracks, and every tracked one is still
 //! revoked on expiry.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::engine::{cluster_body, root_user};
+use crate::support::engine::{cluster_body, root_user};
 use crate::support::pg::{Pg, PgVersion};
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn start(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
-        .args(["server", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-pub async fn wait_healthy(client: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = client.get(format!("{url}/v1/sys/health")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "server never became healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-pub async fn call(
-    client: &reqwest::Client,
-    method: &str,
-    url: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = client
-        .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), url)
-        .header("X-Vault-Token", token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use crate::support::process::{
+    call, free_port, start_with_config as start, wait_healthy_async as wait_healthy,
+};
 
 /// `v-` users that are neither management nor objects-owner roles.
 async fn issued_users(pg: &Pg) -> Vec<String> {

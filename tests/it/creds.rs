@@ -5,33 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::engine::{register, role_exists};
+use crate::support::engine::{register, role_exists, setup, wait_until_gone};
 use crate::support::pg::{Pg, PgVersion};
 use crate::support::server::TestServer;
-
-/// A registered cluster with one database and one role; returns the creds path.
-pub async fn setup(s: &TestServer, pg: &Pg, cluster: &str, role_body: Value) -> String {
-    register(s, pg, cluster).await;
-    let db = format!("{}_db", cluster.replace(['-', '.'], "_"));
-    let r = s
-        .write(&format!("database/cluster/{cluster}/{db}"), json!({}))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = s.write("database/roles/app", role_body).await;
-    assert!(r.status == 204 || r.status == 200, "{}", r.text);
-    format!("database/creds/{cluster}/{db}/app")
-}
-
-pub async fn wait_until_gone(pg: &Pg, user: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    while role_exists(pg, user).await {
-        assert!(
-            Instant::now() < deadline,
-            "user {user} still exists after {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 struct Creds {
     lease_id: String,
@@ -523,11 +499,11 @@ async fn unmounting_revokes_the_mounts_users() {
         204
     );
     let user = format!("root_{}", "cr9");
-    let (user, password) = crate::engine::root_user(pg, &user).await;
+    let (user, password) = crate::support::engine::root_user(pg, &user).await;
     let r = s
         .write(
             "db9/cluster/cr9",
-            crate::engine::cluster_body(pg, &user, &password),
+            crate::support::engine::cluster_body(pg, &user, &password),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);

@@ -2,56 +2,9 @@
 
 use serde_json::json;
 
-use crate::engine::{register, role_exists};
+use crate::support::engine::{check_database_is_usable, register, role_exists};
 use crate::support::pg::Pg;
 use crate::support::server::TestServer;
-
-/// Creates `db` through pgsecrets and shows a member of its objects-owner
-/// role can create objects in schema public (refused to PUBLIC since 15).
-pub async fn check_database_is_usable(s: &TestServer, pg: &Pg, cluster: &str, db: &str) {
-    let r = s
-        .write(&format!("database/cluster/{cluster}/{db}"), json!({}))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let owner = r.data()["objects_owner_role"].as_str().unwrap().to_string();
-    assert_eq!(r.data()["state"], "active");
-    let admin = pg.admin().await;
-    let exists = admin
-        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
-        .await
-        .unwrap();
-    assert_eq!(exists.len(), 1, "database created");
-    assert!(role_exists(pg, &owner).await, "objects-owner role created");
-    let member = format!("m_{}", db.replace(['-', '.'], "_"));
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE \"{member}\" LOGIN PASSWORD 'member-pw' IN ROLE \"{owner}\""
-        ))
-        .await
-        .unwrap();
-    let client = pg
-        .connect(&member, "member-pw", db)
-        .await
-        .expect("member can connect");
-    client
-        .batch_execute("CREATE TABLE public.made_by_member (id int); INSERT INTO public.made_by_member VALUES (1);")
-        .await
-        .expect("a member of the objects owner can create in schema public");
-    // The management role may grant the owner role (ADMIN OPTION, needed on 16+).
-    let row = admin
-        .query_one(
-            "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
-             JOIN pg_roles g ON g.oid = m.member WHERE r.rolname = $1 AND g.rolname LIKE 'v-manage-%' AND m.admin_option",
-            &[&owner],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        row.get::<_, i64>(0),
-        1,
-        "management role holds the owner role WITH ADMIN OPTION"
-    );
-}
 
 #[tokio::test]
 async fn a_database_is_created_and_initialised_for_temporary_users() {

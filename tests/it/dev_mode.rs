@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::engine::{can_login, role_exists, root_user};
+use crate::support::engine::{can_login, role_exists, root_user};
 use crate::support::pg::Pg;
 use crate::support::process::{binary, free_port, sigterm, wait_exit, wait_healthy};
 
@@ -325,7 +325,7 @@ async fn a_killed_dev_server_leaves_the_root_password_working_and_its_users_find
 /// logs in.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readme_quickstart_reaches_a_credential() {
-    let blocks = crate::cli::readme_scripts("<!-- quickstart -->");
+    let blocks = crate::support::readme::readme_scripts("<!-- quickstart -->");
     assert_eq!(
         blocks.len(),
         2,

@@ -5,8 +5,8 @@
 
 use serde_json::json;
 
-use crate::creds::setup;
-use crate::engine::role_exists;
+use crate::support::engine::role_exists;
+use crate::support::engine::setup;
 use crate::support::pg::Pg;
 use crate::support::server::TestServer;
 

@@ -22,7 +22,6 @@ mod differential_acl;
 mod differential_corpus;
 mod differential_tokens;
 mod docs;
-mod engine;
 mod gc;
 mod grants;
 mod hvac;

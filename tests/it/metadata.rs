@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::engine::register;
+use crate::support::engine::register;
 use crate::support::pg::Pg;
 use crate::support::server::TestServer;
 

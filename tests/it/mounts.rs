@@ -354,11 +354,11 @@ async fn a_database_mount_moves_with_its_clusters_but_not_while_it_holds_leases(
             .status,
         204
     );
-    let (user, password) = crate::engine::root_user(pg, "root_remount").await;
+    let (user, password) = crate::support::engine::root_user(pg, "root_remount").await;
     let r = s
         .write(
             "db2/cluster/moving",
-            crate::engine::cluster_body(pg, &user, &password),
+            crate::support::engine::cluster_body(pg, &user, &password),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -413,7 +413,7 @@ async fn a_database_mount_moves_with_its_clusters_but_not_while_it_holds_leases(
     let lease = creds.json()["lease_id"].as_str().unwrap().to_string();
     let username = creds.data()["username"].as_str().unwrap().to_string();
     assert!(lease.starts_with("db3/creds/"), "{lease}");
-    assert!(crate::engine::role_exists(pg, &username).await);
+    assert!(crate::support::engine::role_exists(pg, &username).await);
     assert_eq!(
         s.write("sys/leases/revoke", json!({"lease_id": lease}))
             .await
@@ -421,7 +421,7 @@ async fn a_database_mount_moves_with_its_clusters_but_not_while_it_holds_leases(
         204
     );
     assert!(
-        !crate::engine::role_exists(pg, &username).await,
+        !crate::support::engine::role_exists(pg, &username).await,
         "revoked under the new path"
     );
 

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-use crate::engine::role_exists;
+use crate::support::engine::role_exists;
 use crate::support::pg::Pg;
 use crate::support::server::TestServer;
 
@@ -88,7 +88,7 @@ async fn run_script(
 async fn the_node_vault_client_works_unchanged() {
     let s = TestServer::start().await;
     let pg = Pg::shared();
-    let creds_path = crate::creds::setup(
+    let creds_path = crate::support::engine::setup(
         &s,
         pg,
         "nodevault1",

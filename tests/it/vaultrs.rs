@@ -14,7 +14,7 @@ use vaultrs::api::token::requests::CreateTokenRequest;
 use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use crate::engine::role_exists;
+use crate::support::engine::role_exists;
 use crate::support::pg::Pg;
 use crate::support::server::TestServer;
 
@@ -84,7 +84,7 @@ fn status_of(e: &ClientError) -> Option<u16> {
 async fn the_vaultrs_client_works_unchanged() {
     let s = TestServer::start().await;
     let pg = Pg::shared();
-    let creds_path = crate::creds::setup(
+    let creds_path = crate::support::engine::setup(
         &s,
         pg,
         "vrs1",

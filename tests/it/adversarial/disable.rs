@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::creds::{setup, wait_until_gone};
-use crate::engine::{can_login, role_exists};
+use crate::support::engine::{can_login, role_exists};
+use crate::support::engine::{setup, wait_until_gone};
 use crate::support::pg::{Pg, PgVersion};
 use crate::support::server::TestServer;
 

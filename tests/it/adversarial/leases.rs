@@ -21,10 +21,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
-use crate::crash::{call, free_port, start, wait_healthy};
-use crate::creds::setup;
-use crate::engine::{can_login, cluster_body, role_exists, root_user};
+use crate::support::engine::setup;
+use crate::support::engine::{can_login, cluster_body, role_exists, root_user};
 use crate::support::pg::{Pg, PgVersion};
+use crate::support::process::{
+    call, free_port, start_with_config as start, wait_healthy_async as wait_healthy,
+};
 use crate::support::server::TestServer;
 
 const TRIALS: usize = 50;

@@ -9,16 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::engine::root_user;
+use crate::support::engine::root_user;
 use crate::support::pg::Pg;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::process::free_port;
 
 async fn call(url: &str, method: &str, path: &str, body: Option<Value>) -> Value {
     let client = reqwest::Client::new();

@@ -16,7 +16,7 @@
 use super::token_for;
 use serde_json::json;
 
-use crate::engine::{register, role_exists};
+use crate::support::engine::{register, role_exists};
 use crate::support::pg::{Pg, PgVersion};
 use crate::support::server::TestServer;
 

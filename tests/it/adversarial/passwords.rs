@@ -17,8 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::creds::setup;
-use crate::engine::{can_login, cluster_body, register, root_user};
+use crate::support::engine::setup;
+use crate::support::engine::{can_login, cluster_body, register, root_user};
 use crate::support::pg::{Pg, PgVersion};
 use crate::support::server::TestServer;
 

@@ -12,8 +12,8 @@
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
-use crate::creds::setup;
-use crate::engine::{can_login, cluster_body, register, role_exists, root_user};
+use crate::support::engine::setup;
+use crate::support::engine::{can_login, cluster_body, register, role_exists, root_user};
 use crate::support::pg::{Pg, PgVersion};
 use crate::support::server::TestServer;
 
@@ -170,7 +170,7 @@ async fn a_cluster_whose_name_prefixes_another_touches_only_its_own_users() {
     // Disabling adv-c1 revokes the leases under creds/adv-c1/ only.
     let r = s.delete("database/cluster/adv-c1").await;
     assert!(r.status == 204 || r.status == 200, "{}", r.text);
-    crate::creds::wait_until_gone(pg, &my_user, std::time::Duration::from_secs(30)).await;
+    crate::support::engine::wait_until_gone(pg, &my_user, std::time::Duration::from_secs(30)).await;
     let r = s
         .write("sys/leases/lookup", json!({"lease_id": their_lease}))
         .await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::creds::setup;
+use crate::support::engine::setup;
 use crate::support::pg::Pg;
 use crate::support::server::TestServer;
 

