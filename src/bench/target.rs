@@ -49,7 +49,7 @@ impl Server {
 
     /// Serves storage that is already initialised.
     pub async fn start_on(storage: Storage, root_token: String) -> Result<Server, Error> {
-        let router = server::assemble(storage.clone()).await?;
+        let server::Assembled { router, workers } = server::assemble(storage.clone()).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -58,6 +58,8 @@ impl Server {
                 let _ = stopped.await;
             })
             .await;
+            // The workers stop with the serving task.
+            drop(workers);
             if let Err(e) = served {
                 eprintln!("bench: the in-process server failed: {e}");
             }

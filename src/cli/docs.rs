@@ -13,7 +13,7 @@ pub const REGENERATE: &str = "cargo run -- gen-docs";
 /// (file name, contents) of every generated reference file.
 pub async fn reference_files() -> Result<Vec<(String, String)>, StartError> {
     let (storage, _) = server::fresh_inmem(None).await?;
-    let router = server::assemble(storage).await?;
+    let router = server::assemble(storage).await?.router;
     let mut files = Vec::new();
     for (mount, backend) in router.mounts.backends() {
         let (file, title) = match mount.kind.as_str() {

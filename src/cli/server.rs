@@ -27,7 +27,11 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     let options = server::EngineOptions {
         keep_root_password: root_token.is_some(),
     };
-    let router = server::assemble_with(storage, options).await?;
+    // The workers run until this function returns, after serving stops.
+    let server::Assembled {
+        router,
+        workers: _workers,
+    } = server::assemble_with(storage, options).await?;
     let listener = server::bind(config.address).await?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -81,9 +81,6 @@ pub struct Router {
     pub mounts: Arc<Mounts>,
     pub tokens: TokenStore,
     pub policies: PolicyStore,
-    /// Dropping the router stops its background workers (lease expiry,
-    /// token expiry).
-    pub _workers: tokio::sync::watch::Sender<bool>,
 }
 
 impl Router {

@@ -52,8 +52,24 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// Builds the router over unsealed storage: built-in mounts, engine mounts.
-pub async fn assemble(storage: Storage) -> Result<Arc<Router>, StartError> {
+/// The background workers of a running server (lease expiry, token
+/// expiry): they run until this is dropped, which the server does when it
+/// stops serving. They belong to the running server, not to the router,
+/// which only dispatches requests.
+pub struct Workers {
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// What [`assemble`] builds: the router, and the workers to keep alive as
+/// long as it serves.
+pub struct Assembled {
+    pub router: Arc<Router>,
+    pub workers: Workers,
+}
+
+/// Builds the router over unsealed storage: built-in mounts, engine mounts,
+/// and starts the background workers.
+pub async fn assemble(storage: Storage) -> Result<Assembled, StartError> {
     assemble_with(storage, EngineOptions::default()).await
 }
 
@@ -62,7 +78,7 @@ pub async fn assemble(storage: Storage) -> Result<Arc<Router>, StartError> {
 pub async fn assemble_with(
     storage: Storage,
     engine_options: EngineOptions,
-) -> Result<Arc<Router>, StartError> {
+) -> Result<Assembled, StartError> {
     let cluster = ClusterInfo::load_or_create(&storage).await?;
     let tokens = TokenStore::new(storage.clone());
     let policies = PolicyStore::new(storage.clone());
@@ -149,12 +165,14 @@ pub async fn assemble_with(
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(Arc::clone(&leases).run(stopped.clone()));
     tokio::spawn(sweep_tokens(tokens.clone(), stopped));
-    Ok(Arc::new(Router {
-        mounts,
-        tokens,
-        policies,
-        _workers: shutdown,
-    }))
+    Ok(Assembled {
+        router: Arc::new(Router {
+            mounts,
+            tokens,
+            policies,
+        }),
+        workers: Workers { _stop: shutdown },
+    })
 }
 
 /// Revokes expired tokens (and so their leases) every second.

@@ -439,7 +439,10 @@ async fn over_https_the_agent_trusts_its_ca_cert() {
         key_file: certs.key.clone(),
     })
     .unwrap();
-    let router = pgsecrets::server::assemble(storage).await.unwrap();
+    let pgsecrets::server::Assembled {
+        router,
+        workers: _workers,
+    } = pgsecrets::server::assemble(storage).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "https://127.0.0.1:{}",

@@ -729,7 +729,10 @@ async fn https_servers_are_trusted_through_vault_cacert() {
     })
     .unwrap();
     let (storage, root) = server::fresh_inmem(None).await.unwrap();
-    let router = server::assemble(storage).await.unwrap();
+    let server::Assembled {
+        router,
+        workers: _workers,
+    } = server::assemble(storage).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -25,7 +25,7 @@ async fn the_checked_in_api_reference_is_up_to_date() {
 #[tokio::test]
 async fn every_route_is_fully_described() {
     let (storage, _) = pgsecrets::server::fresh_inmem(None).await.unwrap();
-    let router = pgsecrets::server::assemble(storage).await.unwrap();
+    let router = pgsecrets::server::assemble(storage).await.unwrap().router;
     for (mount, backend) in router.mounts.backends() {
         let mut summaries = HashSet::new();
         for route in &backend.routes {

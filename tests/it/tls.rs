@@ -19,7 +19,10 @@ async fn the_api_is_served_over_tls_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let tls = certificates(dir.path());
     let (storage, root) = server::fresh_inmem(None).await.unwrap();
-    let router = server::assemble(storage).await.unwrap();
+    let server::Assembled {
+        router,
+        workers: _workers,
+    } = server::assemble(storage).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let config = server::tls_config(&tls).unwrap();

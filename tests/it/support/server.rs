@@ -89,7 +89,8 @@ impl TestServer {
         wire: WireConfig,
         address: &str,
     ) -> TestServer {
-        let router = server::assemble(storage.clone()).await.expect("assemble");
+        let server::Assembled { router, workers } =
+            server::assemble(storage.clone()).await.expect("assemble");
         let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -99,6 +100,8 @@ impl TestServer {
             })
             .await
             .expect("serve");
+            // The workers stop with the server.
+            drop(workers);
         });
         TestServer {
             url,
