@@ -62,9 +62,6 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// Vault's default request size limit.
-pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -161,7 +158,7 @@ impl Config {
         };
         let max_request_size = listener
             .max_request_size
-            .unwrap_or(DEFAULT_MAX_REQUEST_SIZE);
+            .unwrap_or(crate::wire::DEFAULT_MAX_REQUEST_SIZE);
         if max_request_size == 0 {
             return Err(Error::Invalid(
                 "listener.max_request_size must be positive".into(),

@@ -25,7 +25,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::Op;
 
-/// Keys not cached: leases and their indexes (see [`crate::lease`]).
+/// Keys not cached: leases and their indexes (the lease manager writes
+/// them often and reads each once).
 const UNCACHED_PREFIX: &str = "sys/expire/";
 
 pub struct ReadCache {

@@ -47,7 +47,7 @@ pub struct WireConfig {
 impl Default for WireConfig {
     fn default() -> WireConfig {
         WireConfig {
-            max_request_size: crate::config::DEFAULT_MAX_REQUEST_SIZE,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             read_header_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
@@ -70,6 +70,9 @@ pub fn default_max_connections() -> usize {
     let usable = soft.saturating_sub(RESERVED_DESCRIPTORS).max(64);
     (usable / 4 * 3).clamp(16, 65_536) as usize
 }
+
+/// Vault's default request size limit.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
 
 /// The axum application serving the whole API.
 pub fn app(router: Arc<Router>, config: WireConfig) -> axum::Router {

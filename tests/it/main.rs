@@ -25,6 +25,7 @@ mod docs;
 mod gc;
 mod grants;
 mod hvac;
+mod layering;
 mod metadata;
 mod mounts;
 mod node_vault;
