@@ -1,16 +1,22 @@
-//! The agent's three calls to the server, over HTTP(S) with `reqwest`:
-//! read a credential, renew its lease, revoke it.
+//! The agent's three calls to the server: read a credential, renew its
+//! lease, revoke it, made with [`crate::client::Client`] (which owns the
+//! HTTP, TLS, envelope and error messages).
 //!
-//! This is the only file of the agent that speaks HTTP. It knows the Vault
-//! envelope (`lease_id`, `lease_duration`, `renewable`, `warnings`, `data`,
-//! `errors`) and nothing about schedules or sinks; the token is passed in by
-//! the caller on every call, so a changed token file takes effect at once.
+//! What this file adds is the agent's view of the answers: a [`Lease`] for
+//! the schedule and [`Credentials`] for the sinks, checked to be there. The
+//! token is passed in by the caller on every call, so a changed token file
+//! takes effect at once.
 
 use std::time::Duration;
 
-use reqwest::{Client, Method, StatusCode, Url};
 use serde::Deserialize;
-use serde_json::{json, Value};
+
+use super::Config;
+use crate::client::{Client, Envelope, Error, Settings};
+
+/// Limit on one call: a server that accepted the connection but hangs is
+/// retried like one that is away, without holding up renewals for long.
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A lease as the server last described it.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +26,17 @@ pub struct Lease {
     pub duration: Duration,
     pub renewable: bool,
     pub warnings: Vec<String>,
+}
+
+impl Lease {
+    fn of(envelope: &Envelope) -> Lease {
+        Lease {
+            id: envelope.lease_id.clone(),
+            duration: Duration::from_secs(envelope.lease_duration),
+            renewable: envelope.renewable,
+            warnings: envelope.warnings().to_vec(),
+        }
+    }
 }
 
 /// The `data` of `GET <mount>/creds/<cluster>/<database>/<role>`.
@@ -40,247 +57,127 @@ pub struct Issued {
     pub credentials: Credentials,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No answer: connection refused, timeout, TLS failure.
-    #[error("server unreachable: {0}")]
-    Unreachable(String),
-    /// An answer other than success, with the server's `errors`.
-    #[error("server answered {status}: {message}")]
-    Status {
-        status: StatusCode,
-        message: String,
-        /// The answer carried `Retry-After`: the condition is temporary
-        /// (pgsecrets sends it with a renewal's 400 while PostgreSQL is
-        /// away), whatever the status says.
-        retry_after: bool,
-    },
-    /// A success answer without the fields every Vault server sends.
-    #[error("unexpected answer from the server: {0}")]
-    Malformed(String),
-    #[error("HTTP client: {0}")]
-    Setup(String),
+/// The agent's client for `config`'s server, without a token (each call
+/// takes the token file's current one). Reads `ca_cert` now, so a bad one
+/// stops the agent before it starts.
+pub fn client(config: &Config) -> Result<Client, super::Error> {
+    let mut settings = Settings::new(config.address.as_str());
+    settings.ca_cert = config.ca_cert.clone();
+    settings.timeout = TIMEOUT;
+    Client::new(settings).map_err(|e| match e {
+        // The client's message names VAULT_CACERT, one of three sources here.
+        Error::CaCert { path, reason } => super::Error::CaCert { path, reason },
+        other => super::Error::Client(other),
+    })
 }
 
-impl Error {
-    /// The server refused this lease for good (unknown, expired, not
-    /// renewable, past its max TTL): retrying the same call cannot help.
-    pub fn is_lease_refused(&self) -> bool {
-        matches!(self, Error::Status { status, retry_after: false, .. } if *status == StatusCode::BAD_REQUEST)
+/// `GET /v1/<mount>/creds/<path>`.
+pub async fn read_credentials(
+    client: &Client,
+    token: &str,
+    mount: &str,
+    path: &str,
+) -> Result<Issued, Error> {
+    let path = format!("{mount}/creds/{path}");
+    let envelope = client.with_token(token).read(&path).await?;
+    let malformed = |reason: String| Error::BadResponse {
+        method: "GET".into(),
+        path: format!("/v1/{path}"),
+        status: 200,
+        reason,
+    };
+    let data = envelope
+        .data
+        .clone()
+        .ok_or_else(|| malformed("no data".into()))?;
+    let credentials: Credentials = serde_json::from_value(serde_json::Value::Object(data))
+        .map_err(|e| malformed(e.to_string()))?;
+    if envelope.lease_id.is_empty() {
+        return Err(malformed("the credentials carry no lease".into()));
     }
-
-    /// The token may not make this call (its policy, or it is revoked).
-    pub fn is_permission_denied(&self) -> bool {
-        matches!(self, Error::Status { status, .. } if *status == StatusCode::FORBIDDEN)
-    }
+    Ok(Issued {
+        lease: Lease::of(&envelope),
+        credentials,
+    })
 }
 
-/// A client for one server address.
-#[derive(Debug, Clone)]
-pub struct Api {
-    http: Client,
-    address: Url,
+/// `PUT /v1/sys/leases/renew`, asking for `increment` from now.
+pub async fn renew(
+    client: &Client,
+    token: &str,
+    lease_id: &str,
+    increment: Duration,
+) -> Result<Lease, Error> {
+    let envelope = client
+        .with_token(token)
+        .lease_renew(lease_id, Some(increment.as_secs()))
+        .await?;
+    // An answer without the lease would schedule the next renewal at once.
+    if envelope.lease_id.is_empty() {
+        return Err(Error::BadResponse {
+            method: "PUT".into(),
+            path: "/v1/sys/leases/renew".into(),
+            status: 200,
+            reason: "the answer carries no lease".into(),
+        });
+    }
+    Ok(Lease::of(&envelope))
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    lease_id: String,
-    lease_duration: u64,
-    renewable: bool,
-    #[serde(default)]
-    warnings: Option<Vec<String>>,
-    #[serde(default)]
-    data: Option<Value>,
-}
-
-impl Envelope {
-    fn lease(&self) -> Lease {
-        Lease {
-            id: self.lease_id.clone(),
-            duration: Duration::from_secs(self.lease_duration),
-            renewable: self.renewable,
-            warnings: self.warnings.clone().unwrap_or_default(),
-        }
-    }
-}
-
-impl Api {
-    /// `ca_pem`, when given, is the only trust anchor for `https` (as
-    /// `VAULT_CACERT` is for Vault's clients).
-    pub fn new(address: Url, ca_pem: Option<&[u8]>) -> Result<Api, Error> {
-        let mut builder = Client::builder()
-            .user_agent(concat!("pgsecrets-agent/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30));
-        if let Some(pem) = ca_pem {
-            let certificates = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| Error::Setup(format!("ca_cert: {}", one_line(&e))))?;
-            builder = builder.tls_built_in_root_certs(false);
-            for certificate in certificates {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-        let http = builder.build().map_err(|e| Error::Setup(one_line(&e)))?;
-        Ok(Api { http, address })
-    }
-
-    /// `GET /v1/<mount>/creds/<path>`.
-    pub async fn read_credentials(
-        &self,
-        token: &str,
-        mount: &str,
-        path: &str,
-    ) -> Result<Issued, Error> {
-        let envelope = self
-            .call(Method::GET, &format!("{mount}/creds/{path}"), token, None)
-            .await?
-            .ok_or_else(|| Error::Malformed("no body".into()))?;
-        let data = envelope
-            .data
-            .clone()
-            .ok_or_else(|| Error::Malformed("no data".into()))?;
-        let credentials: Credentials =
-            serde_json::from_value(data).map_err(|e| Error::Malformed(e.to_string()))?;
-        if envelope.lease_id.is_empty() {
-            return Err(Error::Malformed("the credentials carry no lease".into()));
-        }
-        Ok(Issued {
-            lease: envelope.lease(),
-            credentials,
-        })
-    }
-
-    /// `PUT /v1/sys/leases/renew`, asking for `increment` from now.
-    pub async fn renew(
-        &self,
-        token: &str,
-        lease_id: &str,
-        increment: Duration,
-    ) -> Result<Lease, Error> {
-        let body = json!({"lease_id": lease_id, "increment": increment.as_secs()});
-        let envelope = self
-            .call(Method::PUT, "sys/leases/renew", token, Some(body))
-            .await?
-            .ok_or_else(|| Error::Malformed("no body".into()))?;
-        Ok(envelope.lease())
-    }
-
-    /// `PUT /v1/sys/leases/revoke`: the server drops the user before answering.
-    pub async fn revoke(&self, token: &str, lease_id: &str) -> Result<(), Error> {
-        let body = json!({"lease_id": lease_id});
-        self.call(Method::PUT, "sys/leases/revoke", token, Some(body))
-            .await
-            .map(|_| ())
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> Result<Option<Envelope>, Error> {
-        let url = self
-            .address
-            .join(&format!("v1/{path}"))
-            .map_err(|e| Error::Setup(e.to_string()))?;
-        let mut request = self
-            .http
-            .request(method, url)
-            .header("X-Vault-Token", token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Error::Unreachable(one_line(&e)))?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .contains_key(reqwest::header::RETRY_AFTER);
-        let text = response
-            .text()
-            .await
-            .map_err(|e| Error::Unreachable(one_line(&e)))?;
-        if !status.is_success() {
-            return Err(Error::Status {
-                status,
-                message: error_message(&text),
-                retry_after,
-            });
-        }
-        if status == StatusCode::NO_CONTENT || text.trim().is_empty() {
-            return Ok(None);
-        }
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::Malformed(e.to_string()))
-    }
-}
-
-/// `{"errors": [...]}` joined, or the body itself when it is something else.
-fn error_message(body: &str) -> String {
-    #[derive(Deserialize)]
-    struct Errors {
-        errors: Vec<String>,
-    }
-    match serde_json::from_str::<Errors>(body) {
-        Ok(e) if !e.errors.is_empty() => e.errors.join("; "),
-        Ok(_) => "no error message".into(),
-        Err(_) => body.chars().take(200).collect(),
-    }
-}
-
-/// An error and its causes on one line ("error sending request: connection refused").
-fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let message = cause.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = cause.source();
-    }
-    text
+/// `PUT /v1/sys/leases/revoke`: the server drops the user before answering.
+pub async fn revoke(client: &Client, token: &str, lease_id: &str) -> Result<(), Error> {
+    client.with_token(token).lease_revoke(lease_id).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::config::{Environment, Overrides};
 
-    #[test]
-    fn error_bodies_become_one_message() {
-        assert_eq!(
-            error_message(r#"{"errors":["lease not found"]}"#),
-            "lease not found"
-        );
-        assert_eq!(error_message(r#"{"errors":["a","b"]}"#), "a; b");
-        assert_eq!(error_message("Bad Gateway"), "Bad Gateway");
+    fn config(ca_cert: &std::path::Path) -> Config {
+        let text = "address = \"https://127.0.0.1:8200\"\ntoken_file = \"token\"\n\
+                    [[credential]]\npath = \"main/app_db/app\"\nfile = \"/run/app/db.env\"\n";
+        let overrides = Overrides {
+            ca_cert: Some(ca_cert.to_path_buf()),
+            ..Overrides::default()
+        };
+        let file = Some((text.to_string(), std::path::Path::new("/etc/agent.toml")));
+        Config::parse(file, overrides, Environment::default()).unwrap()
     }
 
     #[test]
-    fn only_a_400_means_the_lease_is_refused() {
-        let status = |code| Error::Status {
-            status: StatusCode::from_u16(code).unwrap(),
-            message: String::new(),
-            retry_after: false,
-        };
-        assert!(status(400).is_lease_refused());
-        let temporary = Error::Status {
-            status: StatusCode::BAD_REQUEST,
-            message: String::new(),
-            retry_after: true,
-        };
+    fn a_ca_cert_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let e = client(&config(&ca)).unwrap_err().to_string();
         assert!(
-            !temporary.is_lease_refused(),
-            "a 400 with Retry-After is not final"
+            e.starts_with("ca_cert ") && e.contains("no PEM certificate"),
+            "{e}"
         );
-        assert!(!status(403).is_lease_refused());
-        assert!(!status(503).is_lease_refused());
-        assert!(!Error::Unreachable("x".into()).is_lease_refused());
-        assert!(status(403).is_permission_denied());
+        let missing = dir.path().join("missing.pem");
+        let e = client(&config(&missing)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("ca_cert {}: ", missing.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_lease_is_read_from_the_envelope() {
+        let envelope: Envelope = serde_json::from_value(serde_json::json!({
+            "lease_id": "database/creds/a/b/c/x", "lease_duration": 60,
+            "renewable": true, "warnings": ["capped"]
+        }))
+        .unwrap();
+        assert_eq!(
+            Lease::of(&envelope),
+            Lease {
+                id: "database/creds/a/b/c/x".into(),
+                duration: Duration::from_secs(60),
+                renewable: true,
+                warnings: vec!["capped".into()],
+            }
+        );
     }
 }

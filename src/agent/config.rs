@@ -34,8 +34,9 @@ pub enum Error {
 pub struct Config {
     /// The server, ending in `/` so API paths join under it.
     pub address: Url,
-    /// PEM bundle trusted for `https` instead of the built-in roots.
-    pub ca_pem: Option<Vec<u8>>,
+    /// A PEM bundle file trusted for `https` instead of the built-in roots;
+    /// read (and checked) when [`super::api::client`] builds the client.
+    pub ca_cert: Option<PathBuf>,
     pub token_file: PathBuf,
     /// How long a replaced credential keeps working before it is revoked.
     pub grace: Duration,
@@ -177,7 +178,6 @@ impl Config {
             .ca_cert
             .or(file.ca_cert.map(resolve))
             .or(env.vault_cacert);
-        let ca_pem = ca_cert.map(|path| read_ca(&path)).transpose()?;
         let token_file = overrides
             .token_file
             .or(file.token_file.map(resolve))
@@ -252,7 +252,7 @@ impl Config {
         }
         Ok(Config {
             address,
-            ca_pem,
+            ca_cert,
             token_file,
             grace,
             retry_initial,
@@ -278,23 +278,6 @@ fn parse_address(text: &str) -> Result<Url, Error> {
         url.set_path(&path);
     }
     Ok(url)
-}
-
-fn read_ca(path: &Path) -> Result<Vec<u8>, Error> {
-    use rustls_pki_types::{pem::PemObject, CertificateDer};
-    let pem = std::fs::read(path).map_err(|source| Error::Read {
-        what: "ca_cert",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let certificates: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
-    match certificates {
-        Ok(c) if !c.is_empty() => Ok(pem),
-        _ => Err(Error::Invalid(format!(
-            "ca_cert {} holds no PEM certificate",
-            path.display()
-        ))),
-    }
 }
 
 /// toml's message with its line number, on one line.

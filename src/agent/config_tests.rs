@@ -182,22 +182,6 @@ fn mistakes_are_named_on_one_line() {
 }
 
 #[test]
-fn a_ca_cert_must_hold_a_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, "not a certificate").unwrap();
-    let text = format!("ca_cert = \"{}\"\n{MINIMAL}", ca.display());
-    let e = parse(&text).unwrap_err().to_string();
-    assert!(e.contains("holds no PEM certificate"), "{e}");
-    let text = format!(
-        "ca_cert = \"{}\"\n{MINIMAL}",
-        dir.path().join("missing.pem").display()
-    );
-    let e = parse(&text).unwrap_err().to_string();
-    assert!(e.starts_with("cannot read ca_cert"), "{e}");
-}
-
-#[test]
 fn the_readme_example_parses() {
     let readme = include_str!("../../README.md");
     let agent = &readme[readme.find("## Agent").expect("an Agent section")..];

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::api::{Api, Error as ApiError, Issued};
+use crate::client::{self, Client};
+
+use super::api::{self, Issued};
 use super::credential::Credential;
 use super::notify;
 use super::render::render;
@@ -30,7 +32,7 @@ struct Retiring {
 
 pub struct Keeper {
     credential: Credential,
-    api: Arc<Api>,
+    client: Client,
     token: Arc<TokenFile>,
     grace: Duration,
     backoff: Backoff,
@@ -44,14 +46,14 @@ pub struct Keeper {
 impl Keeper {
     pub fn new(
         credential: Credential,
-        api: Arc<Api>,
+        client: Client,
         token: Arc<TokenFile>,
         grace: Duration,
         backoff: Backoff,
     ) -> Keeper {
         Keeper {
             credential,
-            api,
+            client,
             token,
             grace,
             revoke_backoff: backoff.clone(),
@@ -117,7 +119,7 @@ impl Keeper {
         let c = &self.credential;
         let sent = Instant::now();
         let token = self.token.current();
-        let issued = match self.api.read_credentials(&token, &c.mount, &c.path).await {
+        let issued = match api::read_credentials(&self.client, &token, &c.mount, &c.path).await {
             Ok(issued) => issued,
             Err(e) => return self.retry(Action::Fetch, "cannot get credentials", &e),
         };
@@ -187,7 +189,7 @@ impl Keeper {
         let sent = Instant::now();
         let token = self.token.current();
         let (lease_id, increment) = (held.lease_id.clone(), held.increment);
-        match self.api.renew(&token, &lease_id, increment).await {
+        match api::renew(&self.client, &token, &lease_id, increment).await {
             Ok(lease) => {
                 let Some(held) = self.current.as_mut() else {
                     return;
@@ -205,7 +207,10 @@ impl Keeper {
                     tracing::info!(lease_id = %lease_id, ttl = lease.duration.as_secs(), "renewed");
                 }
             }
-            Err(e) if e.is_lease_refused() => {
+            // Not a 400 with Retry-After (PostgreSQL away): that one is
+            // retried, keeping the credential, as a new one could not be
+            // issued either.
+            Err(e) if e.is_refused() => {
                 tracing::warn!(lease_id = %lease_id, "renewal refused ({e}); fetching new credentials");
                 self.next = Some((Action::Fetch, now));
             }
@@ -213,7 +218,7 @@ impl Keeper {
         }
     }
 
-    fn retry(&mut self, action: Action, what: &str, e: &ApiError) {
+    fn retry(&mut self, action: Action, what: &str, e: &client::Error) {
         let delay = self.backoff.delay();
         tracing::warn!(
             path = %self.credential.path,
@@ -231,7 +236,7 @@ impl Keeper {
         self.retiring = waiting;
         for mut r in due {
             let token = self.token.current();
-            match self.api.revoke(&token, &r.lease_id).await {
+            match api::revoke(&self.client, &token, &r.lease_id).await {
                 Ok(()) => {
                     self.revoke_backoff.reset();
                     tracing::info!(lease_id = %r.lease_id, "revoked the replaced lease");

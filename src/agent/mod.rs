@@ -32,9 +32,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::client::{self, Client};
+
 pub use config::Config;
 
-use api::Api;
 use keeper::Keeper;
 use schedule::Backoff;
 use token::TokenFile;
@@ -54,8 +55,14 @@ pub enum Error {
     Config(#[from] config::Error),
     #[error(transparent)]
     Token(#[from] token::Error),
+    /// `ca_cert` (from the config, `--ca-cert` or `VAULT_CACERT`) cannot be used.
+    #[error("ca_cert {}: {reason}", path.display())]
+    CaCert {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error(transparent)]
-    Client(#[from] api::Error),
+    Client(client::Error),
     #[error("the directory of sink file {file} is missing")]
     SinkDirectory { file: std::path::PathBuf },
     #[error("cannot listen for signals: {0}")]
@@ -65,7 +72,7 @@ pub enum Error {
 /// Keeps every configured credential fresh until `shutdown` completes, then
 /// revokes the leases held.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let api = Arc::new(Api::new(config.address.clone(), config.ca_pem.as_deref())?);
+    let client = api::client(&config)?;
     let token = Arc::new(TokenFile::open(&config.token_file)?);
     for c in &config.credentials {
         if !sink::directory(&c.file).is_dir() {
@@ -85,7 +92,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let backoff = Backoff::new(config.retry_initial, config.retry_max);
         let keeper = Keeper::new(
             credential,
-            Arc::clone(&api),
+            client.clone(),
             Arc::clone(&token),
             config.grace,
             backoff,
@@ -102,20 +109,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Err(e) => tracing::error!("a credential's loop failed: {e}"),
         }
     }
-    revoke_all(&api, &token, held, config.retry_initial).await;
+    revoke_all(&client, &token, held, config.retry_initial).await;
     Ok(())
 }
 
 /// Revokes `leases` concurrently, retrying each until it is gone or the
 /// deadline passes; leases left over expire on the server by themselves.
-async fn revoke_all(api: &Arc<Api>, token: &Arc<TokenFile>, leases: Vec<String>, retry: Duration) {
+async fn revoke_all(client: &Client, token: &Arc<TokenFile>, leases: Vec<String>, retry: Duration) {
     let mut revocations = JoinSet::new();
     for lease_id in leases {
-        let (api, token) = (Arc::clone(api), Arc::clone(token));
+        let (client, token) = (client.clone(), Arc::clone(token));
         revocations.spawn(async move {
             let mut backoff = Backoff::new(retry, Duration::from_secs(2));
             loop {
-                match api.revoke(&token.current(), &lease_id).await {
+                match api::revoke(&client, &token.current(), &lease_id).await {
                     Ok(()) => {
                         tracing::info!(lease_id = %lease_id, "revoked");
                         return;

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::Error;
+use crate::client::{Client, Settings};
 
 pub struct Child {
     process: tokio::process::Child,
@@ -43,15 +44,13 @@ impl Child {
             pid,
             url: url.to_string(),
         };
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        let health = format!("{url}/v1/sys/health");
+        let mut settings = Settings::new(url);
+        settings.timeout = Duration::from_secs(5);
+        let client = Client::new(settings)?;
         loop {
-            if let Ok(r) = client.get(&health).send().await {
-                if r.status() == 200 {
-                    return Ok((child, started.elapsed()));
-                }
+            // Any other answer (503 while sealed or starting) is an error.
+            if client.read("sys/health").await.is_ok() {
+                return Ok((child, started.elapsed()));
             }
             if let Some(status) = child.process.try_wait()? {
                 return Err(Error::Setup(format!(

@@ -2,10 +2,11 @@
 //! connection and sends `GET /v1/<path>` with its token, through hyper's
 //! connection-level client.
 //!
-//! Why not `reqwest` (used for everything else here): the load runs on the
-//! same two cores as the server and PostgreSQL, so whatever the client
-//! spends is taken from the server. reqwest parses the URL, checks a
-//! connection out of its pool and builds its headers anew on every request;
+//! Why not [`crate::client::Client`] (which the setup and checks use): the
+//! load runs on the same two cores as the server and PostgreSQL, so
+//! whatever the client spends is taken from the server. That client (over
+//! reqwest) parses the URL, checks a connection out of its pool, builds its
+//! headers and parses the JSON envelope anew on every request;
 //! the floor's client is a bare PostgreSQL connection. A bare HTTP
 //! connection is the like-for-like counterpart, and what it measures is
 //! the server. It still reads every answer whole and checks its status.

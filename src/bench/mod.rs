@@ -38,14 +38,8 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("PostgreSQL: {}", pg_text(.0))]
     Postgres(#[from] tokio_postgres::Error),
-    #[error("HTTP: {0}")]
-    Http(#[from] reqwest::Error),
-    #[error("{request} answered {status}: {body}")]
-    Status {
-        request: String,
-        status: u16,
-        body: String,
-    },
+    #[error("{0}")]
+    Client(#[from] crate::client::Error),
     #[error("unexpected answer: {0}")]
     Unexpected(String),
     #[error("pgsecrets: {0}")]

@@ -76,12 +76,10 @@ pub async fn revoke(pg: &Pg, plan: &Plan) -> Result<Vec<Row>, Error> {
     let (_, error) = load::run_count(ops, n).await;
     check("issuing for revoke-prefix", error)?;
     let started = Instant::now();
+    let prefix = format!("sys/leases/revoke-prefix/{}", cluster.creds_path("rvp"));
     server
-        .call(
-            "PUT",
-            &format!("sys/leases/revoke-prefix/{}", cluster.creds_path("rvp")),
-            None,
-        )
+        .client
+        .request(reqwest::Method::PUT, &prefix, &[], None)
         .await?;
     let prefix_time = started.elapsed();
     let left = count_roles(&admin, "v-rvp-").await?;

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde_json::json;
 
 use super::child::Child;
 use super::pg::{free_port, Pg};
 use super::report::{Report, Row, Target};
 use super::target::{self, Cluster, Server};
 use super::{Error, Plan};
+use crate::client::Client;
 use crate::config::Config;
 use crate::lease::{LeaseEntry, LeaseManager};
 use crate::server;
@@ -186,14 +186,14 @@ pub async fn scale(pg: &Pg, plan: &Plan, report: &mut Report) -> Result<(), Erro
     )
     .await?;
     let rss = child.rss_mib()?;
-    let client = target::client();
+    let client = target::client(&url, &root)?;
     let list_prefix = format!("sys/leases/lookup/{}/", cluster.creds_path("list"));
     let mut list_times = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
-        let reply = target::call(&client, &url, &root, "LIST", &list_prefix, None).await?;
+        let reply = client.list(&list_prefix).await?;
         list_times.push(started.elapsed().as_secs_f64() * 1000.0);
-        let keys = reply["data"]["keys"].as_array().map_or(0, Vec::len);
+        let keys = reply.keys().len();
         if keys != listed {
             return Err(Error::Failed(format!(
                 "LIST {list_prefix} gave {keys} keys, expected {listed}"
@@ -214,7 +214,7 @@ pub async fn scale(pg: &Pg, plan: &Plan, report: &mut Report) -> Result<(), Erro
     tokio::time::sleep(until_due).await;
     let due = Instant::now();
     let last = lease_id(&cluster, "expire", expiring - 1);
-    wait_revoked(&client, &url, &root, &last, &cluster, plan.revoke_timeout).await?;
+    wait_revoked(&client, &last, &cluster, plan.revoke_timeout).await?;
     let expiry = due.elapsed();
     let peak = child.peak_rss_mib()?;
     child.stop().await;
@@ -246,9 +246,7 @@ pub async fn scale(pg: &Pg, plan: &Plan, report: &mut Report) -> Result<(), Erro
 /// Waits until the last lease to fall due is gone, then until its whole
 /// prefix is empty (a failed revocation would stay listed).
 async fn wait_revoked(
-    client: &reqwest::Client,
-    url: &str,
-    root: &str,
+    client: &Client,
     last: &str,
     cluster: &Cluster,
     within: Duration,
@@ -256,25 +254,14 @@ async fn wait_revoked(
     let deadline = Instant::now() + within;
     let prefix = format!("sys/leases/lookup/{}/", cluster.creds_path("expire"));
     loop {
-        let lookup = target::call(
-            client,
-            url,
-            root,
-            "PUT",
-            "sys/leases/lookup",
-            Some(json!({ "lease_id": last })),
-        )
-        .await;
-        let gone = match lookup {
-            Err(Error::Status { status: 400, .. }) => {
-                match target::call(client, url, root, "LIST", &prefix, None).await {
-                    Err(Error::Status { status: 404, .. }) => true,
-                    Ok(reply) => reply["data"]["keys"].as_array().map_or(true, Vec::is_empty),
-                    Err(e) => return Err(e),
-                }
-            }
+        let gone = match client.lease_lookup(last).await {
+            Err(e) if e.status() == Some(400) => match client.list(&prefix).await {
+                Err(e) if e.is_not_found() => true,
+                Ok(reply) => reply.keys().is_empty(),
+                Err(e) => return Err(e.into()),
+            },
             Ok(_) => false,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         if gone {
             return Ok(());

@@ -2,16 +2,19 @@
 //! temporary directory, served on `127.0.0.1:0`, driven over HTTP like any
 //! Vault client would; and the setup every scenario shares (a registered
 //! cluster, a database, a role, a token that may read credentials).
+//!
+//! Setup and checks go through [`crate::client::Client`]; only the measured
+//! load has a client of its own ([`super::http_load`] says why).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::pg::Pg;
 use super::Error;
+use crate::client::{Client, Envelope, Settings};
 use crate::server;
 use crate::storage::{sqlite::SqliteBackend, Storage};
 use crate::wire::WireConfig;
@@ -24,7 +27,8 @@ pub struct Server {
     pub url: String,
     pub root_token: String,
     pub storage: Storage,
-    client: reqwest::Client,
+    /// With the root token.
+    pub client: Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     /// The storage's directory, when this server created it.
@@ -65,10 +69,10 @@ impl Server {
             }
         });
         Ok(Server {
+            client: client(&url, &root_token)?,
             url,
             root_token,
             storage,
-            client: client(),
             stop: Some(stop),
             task: Some(task),
             dir: None,
@@ -99,24 +103,6 @@ impl Server {
         Ok(server)
     }
 
-    /// A request as root; fails unless the status is 2xx.
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, Error> {
-        call(
-            &self.client,
-            &self.url,
-            &self.root_token,
-            method,
-            path,
-            body,
-        )
-        .await
-    }
-
     /// Registers cluster `name` on `pg` (through a root user of its own,
     /// whose password pgsecrets rotates), creates database `name_db`, and
     /// returns what the scenarios need.
@@ -129,38 +115,36 @@ impl Server {
                 "CREATE ROLE \"{root_user}\" WITH LOGIN CREATEROLE CREATEDB PASSWORD '{root_password}'"
             ))
             .await?;
-        self.call(
-            "POST",
-            &format!("database/cluster/{name}"),
-            Some(json!({
-                "host": pg.host(),
-                "port": pg.port(),
-                "username": root_user,
-                "password": root_password,
-                "ssl_mode": "disable",
-                "max_open_connections": MAX_CONNECTIONS,
-                "max_idle_connections": MAX_CONNECTIONS,
-            })),
-        )
-        .await?;
+        self.client
+            .write(
+                &format!("database/cluster/{name}"),
+                &json!({
+                    "host": pg.host(),
+                    "port": pg.port(),
+                    "username": root_user,
+                    "password": root_password,
+                    "ssl_mode": "disable",
+                    "max_open_connections": MAX_CONNECTIONS,
+                    "max_idle_connections": MAX_CONNECTIONS,
+                }),
+            )
+            .await?;
         let database = format!("{name}_db");
-        self.call(
-            "POST",
-            &format!("database/cluster/{name}/{database}"),
-            Some(json!({})),
-        )
-        .await?;
+        self.client
+            .write(&format!("database/cluster/{name}/{database}"), &json!({}))
+            .await?;
         let cluster = self
-            .call("GET", &format!("database/cluster/{name}"), None)
+            .client
+            .read(&format!("database/cluster/{name}"))
             .await?;
         let db = self
-            .call("GET", &format!("database/cluster/{name}/{database}"), None)
+            .client
+            .read(&format!("database/cluster/{name}/{database}"))
             .await?;
-        let text = |v: &Value, field: &str| -> Result<String, Error> {
-            v["data"][field]
-                .as_str()
+        let text = |e: &Envelope, field: &str| -> Result<String, Error> {
+            e.data_str(field)
                 .map(str::to_string)
-                .ok_or_else(|| Error::Unexpected(format!("no {field} in {v}")))
+                .ok_or_else(|| Error::Unexpected(format!("no {field} in {e:?}")))
         };
         Ok(Cluster {
             name: name.to_string(),
@@ -173,38 +157,30 @@ impl Server {
 
     /// Writes role `role` with the given TTL (seconds) and SCRAM iterations.
     pub async fn write_role(&self, role: &str, ttl: u64, iterations: u32) -> Result<(), Error> {
-        self.call(
-            "POST",
-            &format!("database/roles/{role}"),
-            Some(json!({
-                "default_ttl": ttl,
-                "max_ttl": ttl.max(3600),
-                "password_scram_iterations": iterations,
-            })),
-        )
-        .await?;
+        let body = json!({
+            "default_ttl": ttl,
+            "max_ttl": ttl.max(3600),
+            "password_scram_iterations": iterations,
+        });
+        self.client
+            .write(&format!("database/roles/{role}"), &body)
+            .await?;
         Ok(())
     }
 
     /// A token that may only read credentials, as an application holds.
     pub async fn app_token(&self) -> Result<String, Error> {
-        self.call(
-            "PUT",
-            "sys/policies/acl/bench-app",
-            Some(json!({"policy": "path \"database/creds/*\" { capabilities = [\"read\"] }"})),
-        )
-        .await?;
-        let reply = self
-            .call(
-                "POST",
-                "auth/token/create",
-                Some(json!({"policies": ["bench-app"], "ttl": "24h"})),
-            )
+        let policy = "path \"database/creds/*\" { capabilities = [\"read\"] }";
+        self.client
+            .write("sys/policies/acl/bench-app", &json!({ "policy": policy }))
             .await?;
-        reply["auth"]["client_token"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| Error::Unexpected(format!("no client_token in {reply}")))
+        let body = json!({"policies": ["bench-app"], "ttl": "24h"});
+        let reply = self.client.write("auth/token/create", &body).await?;
+        reply
+            .and_then(|r| r.auth)
+            .map(|auth| auth.client_token)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| Error::Unexpected("no client_token from auth/token/create".into()))
     }
 }
 
@@ -232,42 +208,11 @@ impl Cluster {
     }
 }
 
-/// An HTTP client of its own (its own keep-alive connections).
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("an HTTP client")
-}
-
-/// One request; fails unless the status is 2xx. A 204 gives `null`.
-pub async fn call(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Result<Value, Error> {
-    let method = Method::from_bytes(method.as_bytes()).expect("an HTTP method");
-    let mut request = client
-        .request(method.clone(), format!("{url}/v1/{path}"))
-        .header("X-Vault-Token", token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await?;
-    let status = response.status();
-    let text = response.text().await?;
-    if !status.is_success() {
-        return Err(Error::Status {
-            request: format!("{method} {path}"),
-            status: status.as_u16(),
-            body: text,
-        });
-    }
-    if status == StatusCode::NO_CONTENT || text.is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_str(&text).map_err(|e| Error::Unexpected(format!("{method} {path}: {e}")))
+/// A client of the server at `url` with `token`. The timeout is generous:
+/// revoking a million leases by prefix is one request.
+pub fn client(url: &str, token: &str) -> Result<Client, Error> {
+    let mut settings = Settings::new(url);
+    settings.token = Some(token.to_string());
+    settings.timeout = Duration::from_secs(120);
+    Ok(Client::new(settings)?)
 }

@@ -6,6 +6,7 @@
 //! its `errors` array, or with a body that is not JSON).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// An error from [`crate::client::Client`].
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,11 @@ pub enum Error {
         status: u16,
         /// The response's `errors` array (or its text when it was not JSON).
         errors: Vec<String>,
+        /// The answer's `Retry-After`: the server says the condition is
+        /// temporary, whatever the status. pgsecrets sends it with a lease
+        /// renewal's or revocation's 400 while PostgreSQL is unavailable.
+        /// Whole seconds; an HTTP-date (pgsecrets never sends one) reads as 0.
+        retry_after: Option<Duration>,
     },
     /// A 2xx answer whose body is not the JSON the client expects.
     #[error("{method} {path}: the server answered {status} with a body that is not a JSON object: {reason}")]
@@ -78,6 +84,29 @@ impl Error {
     /// A 404: no value, no list entries, or no such route.
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+    }
+
+    /// A 403: the token's policy does not allow the call, or the token is
+    /// unknown or revoked.
+    pub fn is_permission_denied(&self) -> bool {
+        self.status() == Some(403)
+    }
+
+    /// How long the server asked to wait before trying again, when it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The server refused the request as sent, for good: a 400 without
+    /// `Retry-After`, so sending it again cannot succeed. For a lease
+    /// renewal: the lease is unknown, expired, not renewable or past its
+    /// max TTL. Vault answers 400 for those and for a storage outage
+    /// alike; pgsecrets tells the outage apart with `Retry-After`.
+    pub fn is_refused(&self) -> bool {
+        self.status() == Some(400) && self.retry_after().is_none()
     }
 }
 
@@ -146,6 +175,7 @@ mod tests {
             path: "/v1/database/creds/a/b/c".into(),
             status: 403,
             errors: vec!["1 error occurred:\n\t* permission denied\n\n".into()],
+            retry_after: None,
         };
         assert_eq!(
             e.to_string(),
@@ -157,9 +187,34 @@ mod tests {
             path: "/v1/x".into(),
             status: 404,
             errors: vec![],
+            retry_after: None,
         };
         assert_eq!(e.to_string(), "GET /v1/x: 404 Not Found");
         assert!(e.is_not_found());
         assert!(!Error::MissingAddress.is_server());
+        assert!(!e.is_refused());
+    }
+
+    #[test]
+    fn only_a_400_without_retry_after_is_a_refusal() {
+        let answer = |status, retry_after| Error::Server {
+            method: "PUT".into(),
+            path: "/v1/sys/leases/renew".into(),
+            status,
+            errors: vec![],
+            retry_after,
+        };
+        assert!(answer(400, None).is_refused());
+        let outage = answer(400, Some(Duration::from_secs(5)));
+        assert!(!outage.is_refused(), "a 400 with Retry-After is temporary");
+        assert_eq!(outage.retry_after(), Some(Duration::from_secs(5)));
+        assert!(!answer(403, None).is_refused());
+        assert!(!answer(503, None).is_refused());
+        assert!(answer(403, None).is_permission_denied());
+        let unreachable = Error::Unreachable {
+            address: "http://127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+        };
+        assert!(!unreachable.is_refused() && !unreachable.is_permission_denied());
     }
 }

@@ -15,9 +15,9 @@
 //!
 //! Every call sends `X-Vault-Token` (when a token is set) to
 //! `<address>/v1/<path>` and returns the answer's [`Envelope`]. A non-2xx
-//! answer is [`Error::Server`] with the status and the `errors` array;
-//! problems before an answer (no address, refused connection, TLS) are the
-//! other, local, variants. This module knows nothing of the server's
+//! answer is [`Error::Server`] with the status, the `errors` array and any
+//! `Retry-After`; problems before an answer (no address, refused
+//! connection, TLS) are the other, local, variants. This module knows nothing of the server's
 //! internals: it depends only on the wire protocol.
 
 mod envelope;
@@ -220,6 +220,13 @@ impl Client {
         }
         let response = request.send().await.map_err(|e| self.transport(&e))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .map(|v| {
+                let seconds = v.to_str().ok().and_then(|s| s.trim().parse().ok());
+                std::time::Duration::from_secs(seconds.unwrap_or(0))
+            });
         let text = response.text().await.map_err(|e| self.transport(&e))?;
         let url_path = url.path().to_string();
         if !status.is_success() {
@@ -228,6 +235,7 @@ impl Client {
                 path: url_path,
                 status: status.as_u16(),
                 errors: error_messages(&text),
+                retry_after,
             });
         }
         if text.trim().is_empty() || status == StatusCode::NO_CONTENT {
