@@ -16,9 +16,8 @@ use super::settings::check_host;
 use super::{identity, names, rotation, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres;
-use crate::Error as AnyError;
 
-pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
     vec![Route::new(
         "clone/{cluster}",
         "Register a restored copy of a cluster under a new name.",
@@ -47,7 +46,7 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
     )]
 }
 
-async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let source_name = req.capture("cluster");
     let target = req.fields.str("target").unwrap_or_default();
     names::check_identifier("target", &target)?;
@@ -60,8 +59,7 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
         return Err(Error::InvalidField {
             field: "target",
             reason: format!("{target:?} is not a valid cluster name"),
-        }
-        .into());
+        });
     }
     let host = req.fields.str("host").unwrap_or_default();
     check_host(&host)?;
@@ -90,8 +88,7 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
             reason: format!(
                 "{host}:{port} is where cluster {source_name:?} itself is; a clone must be a restored copy at another address"
             ),
-        }
-        .into());
+        });
     }
     let lock = engine.lock_for(&target);
     let _guard = lock.lock().await;
@@ -103,8 +100,7 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
             name: target,
             host: existing.host,
             port: existing.port,
-        }
-        .into());
+        });
     }
     let stamp = now();
     let mut record = ClusterRecord {
@@ -133,7 +129,7 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
                 break;
             }
             Err(postgres::Error::AuthFailed { .. }) => continue,
-            Err(other) => return Err(Error::from_pg(other).into()),
+            Err(other) => return Err(Error::from_pg(other)),
         }
     }
     let Some(password) = found else {
@@ -141,8 +137,7 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
             host: record.host,
             port: record.port,
             user: record.username,
-        }
-        .into());
+        });
     };
     record.password = password;
     record.password_history = Vec::new();

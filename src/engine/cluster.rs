@@ -9,9 +9,8 @@ use super::settings::Settings;
 use super::{identity, names, rotation, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres;
-use crate::Error as AnyError;
 
-pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
     vec![
         Route::new("cluster/?", "List registered clusters.", LIST_HELP).op(
             Operation::List,
@@ -96,7 +95,7 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
     ]
 }
 
-async fn exists(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn exists(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     Ok(match engine.load_cluster(&req.capture("cluster")).await? {
         Some(_) => Response::json(json!({"exists": true})),
         None => Response::empty(),
@@ -135,7 +134,7 @@ pub fn root_login_error(record: &ClusterRecord, e: postgres::Error) -> Error {
     }
 }
 
-async fn write_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn write_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let name = req.capture("cluster");
     names::check_identifier("cluster", &name)?;
     let settings = Settings::parse(&req.fields)?;
@@ -151,7 +150,7 @@ async fn write_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, An
     }
 }
 
-async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Response, AnyError> {
+async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Response, Error> {
     let host = settings
         .host
         .clone()
@@ -253,7 +252,7 @@ async fn update(
     mut record: ClusterRecord,
     settings: Settings,
     sudo: bool,
-) -> Result<Response, AnyError> {
+) -> Result<Response, Error> {
     let port = if settings.given.contains(&"port") {
         settings.port
     } else {
@@ -265,8 +264,7 @@ async fn update(
                 name: record.name.clone(),
                 host: record.host.clone(),
                 port: record.port,
-            }
-            .into());
+            });
         }
     }
     let mut warnings = Vec::new();
@@ -295,8 +293,7 @@ async fn update(
     {
         return Err(Error::SudoRequired {
             message: "changing the TLS settings (ssl_mode, ssl_root_cert) of a registered cluster needs sudo on this path".into(),
-        }
-        .into());
+        });
     }
     // New settings (TLS mode, database) must work before they are kept;
     // a disabled cluster comes back only if its stored credentials still work.
@@ -360,7 +357,7 @@ pub fn cluster_json(record: &ClusterRecord, with_passwords: bool) -> Map<String,
     }
 }
 
-async fn read_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn read_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let name = req.capture("cluster");
     let record = match engine.load_cluster(&name).await? {
         Some(r) if r.pending.is_some() => {
@@ -376,7 +373,7 @@ async fn read_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, Any
     })
 }
 
-async fn disable_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn disable_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let name = req.capture("cluster");
     let lock = engine.lock_for(&name);
     let _guard = lock.lock().await;
@@ -418,7 +415,7 @@ pub fn disabled_response(revoking: usize) -> Response {
     ))
 }
 
-async fn list_clusters(engine: Arc<Engine>, _req: Request) -> Result<Response, AnyError> {
+async fn list_clusters(engine: Arc<Engine>, _req: Request) -> Result<Response, Error> {
     let mut keys_out = Vec::new();
     let mut info = Map::new();
     for record in engine.clusters().await? {
@@ -431,7 +428,7 @@ async fn list_clusters(engine: Arc<Engine>, _req: Request) -> Result<Response, A
     Ok(Response::list_with_info(keys_out, info))
 }
 
-async fn list_databases(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn list_databases(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let cluster = req.capture("cluster");
     let mut keys_out = Vec::new();
     let mut info = Map::new();

@@ -28,7 +28,6 @@ use crate::lease::{ttl, LeaseEntry, TtlLimits};
 use crate::logical::{handler, Field, Operation, Request, Response, Route, Secret};
 use crate::postgres::scram;
 use crate::random;
-use crate::Error as AnyError;
 
 /// Statements used when a role gives none: a login user that is a member of
 /// the objects-owner role and works as it, so what it creates is owned by
@@ -47,7 +46,7 @@ const URL_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERI
     .remove(b'_')
     .remove(b'~');
 
-pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
     vec![Route::new(
         "creds/{cluster}/{database}/{role}",
         "Issue a database user under a lease.",
@@ -150,7 +149,7 @@ pub fn limits(engine: &Engine, role: Option<&RoleRecord>) -> TtlLimits {
     }
 }
 
-async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let (cluster_name, db_name, role_name) = (
         req.capture("cluster"),
         req.capture("database"),
@@ -254,10 +253,9 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
             return Err(Error::PoolClosed {
                 cluster: cluster.name.clone(),
                 database: db_name,
-            }
-            .into());
+            });
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     let pending = engine.leases.store_pending(&lease).await?;
     // A disable that ran after the checks above listed the leases to revoke
@@ -267,7 +265,7 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
     // then cannot forget a cluster this user is being created in.
     if let Err(e) = still_active(&engine, &cluster.name, &db_name).await {
         pending.not_created().await?;
-        return Err(e.into());
+        return Err(e);
     }
     if let Err(e) = client.batch_execute(&one_script(&statements)).await {
         let error = Error::from(e);
@@ -279,7 +277,7 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> 
             pending.maybe_created().await?;
         }
         let error = grants::explain(&client, &db.objects_owner_role, &grant_targets, error).await;
-        return Err(owner_role::refusal(error).into());
+        return Err(owner_role::refusal(error));
     }
     drop(client);
     // The lease was durable before the user existed: nothing more to write.

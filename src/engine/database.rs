@@ -27,9 +27,8 @@ use super::{names, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres::{ident, literal};
 use crate::random;
-use crate::Error as AnyError;
 
-pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
     vec![Route::new(
         "cluster/{cluster}/{database}",
         "Create, read or disable a database of a cluster.",
@@ -73,7 +72,7 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
     )]
 }
 
-async fn exists(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn exists(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     Ok(
         match engine
             .load_database(&req.capture("cluster"), &req.capture("database"))
@@ -98,12 +97,12 @@ fn database_json(db: &DatabaseRecord) -> Response {
     }))
 }
 
-async fn write_database(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn write_database(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let cluster_name = req.capture("cluster");
     let name = req.capture("database");
     names::check_identifier("database", &name)?;
     if TEMPLATE_DATABASES.contains(&name.as_str()) {
-        return Err(Error::TemplateDatabase { database: name }.into());
+        return Err(Error::TemplateDatabase { database: name });
     }
     let owner_given = req
         .fields
@@ -152,8 +151,7 @@ async fn write_database(engine: Arc<Engine>, req: Request) -> Result<Response, A
     {
         return Err(Error::SudoRequired {
             message: format!("adopting database {name:?}, the cluster's maintenance database where pgsecrets' own connections run, needs sudo on the path"),
-        }
-        .into());
+        });
     }
     let roles = ClusterRoles {
         root: &cluster.username,
@@ -164,8 +162,7 @@ async fn write_database(engine: Arc<Engine>, req: Request) -> Result<Response, A
             return Err(Error::DatabaseMissing {
                 cluster: cluster_name,
                 database: name,
-            }
-            .into());
+            });
         }
         // Memberships may have changed while it was disabled.
         owner_role::check(&root, &record.objects_owner_role, &roles).await?;
@@ -176,15 +173,13 @@ async fn write_database(engine: Arc<Engine>, req: Request) -> Result<Response, A
             return Err(Error::DatabaseExists {
                 cluster: cluster_name,
                 database: name,
-            }
-            .into());
+            });
         }
         if !record.created_db && !present {
             return Err(Error::DatabaseMissing {
                 cluster: cluster_name,
                 database: name,
-            }
-            .into());
+            });
         }
         let owner = owner_source(&root, &record, resuming, req.caller.sudo).await?;
         if owner == Owner::Adopt {
@@ -196,8 +191,7 @@ async fn write_database(engine: Arc<Engine>, req: Request) -> Result<Response, A
         {
             return Err(Error::RootCannotCreateDatabases {
                 user: cluster.username.clone(),
-            }
-            .into());
+            });
         }
         // The intent: a crash after this point is resumed by writing again.
         engine.save_database(&record).await?;
@@ -344,7 +338,7 @@ async fn initialize_database(
     Ok(())
 }
 
-async fn read_database(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn read_database(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     Ok(
         match engine
             .load_database(&req.capture("cluster"), &req.capture("database"))
@@ -357,7 +351,7 @@ async fn read_database(engine: Arc<Engine>, req: Request) -> Result<Response, An
     )
 }
 
-async fn disable_database(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn disable_database(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let cluster = req.capture("cluster");
     let name = req.capture("database");
     let lock = engine.lock_for(&cluster);

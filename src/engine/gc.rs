@@ -11,9 +11,8 @@ use super::records::{keys, State};
 use super::{Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::storage::Op;
-use crate::Error as AnyError;
 
-pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
     vec![
         Route::new(
             "gc/clusters/?",
@@ -66,7 +65,7 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
     ]
 }
 
-async fn list_disabled_clusters(engine: Arc<Engine>, _req: Request) -> Result<Response, AnyError> {
+async fn list_disabled_clusters(engine: Arc<Engine>, _req: Request) -> Result<Response, Error> {
     let mut names = Vec::new();
     let mut info = Map::new();
     for c in engine.clusters().await? {
@@ -81,7 +80,7 @@ async fn list_disabled_clusters(engine: Arc<Engine>, _req: Request) -> Result<Re
     Ok(Response::list_with_info(names, info))
 }
 
-async fn list_disabled_databases(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn list_disabled_databases(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let cluster = req.capture("cluster");
     let mut names = Vec::new();
     let mut info = Map::new();
@@ -94,20 +93,19 @@ async fn list_disabled_databases(engine: Arc<Engine>, req: Request) -> Result<Re
     Ok(Response::list_with_info(names, info))
 }
 
-async fn read_disabled_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn read_disabled_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let name = req.capture("cluster");
     match engine.load_cluster(&name).await? {
         Some(c) if c.state == State::Disabled => Ok(Response::data(cluster_json(&c, true))),
         Some(c) if c.state == State::Active => Err(Error::InvalidField {
             field: "cluster",
             reason: format!("{name:?} is active: read it at cluster/{name}"),
-        }
-        .into()),
+        }),
         _ => Ok(Response::empty()),
     }
 }
 
-async fn purge_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn purge_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let name = req.capture("cluster");
     let lock = engine.lock_for(&name);
     let _guard = lock.lock().await;
@@ -118,8 +116,7 @@ async fn purge_cluster(engine: Arc<Engine>, req: Request) -> Result<Response, An
     if record.state != State::Disabled {
         return Err(Error::NotDisabled {
             what: format!("cluster {name:?}"),
-        }
-        .into());
+        });
     }
     refuse_with_leases(&engine, &name, None).await?;
     let mut ops = Vec::new();
@@ -163,7 +160,7 @@ async fn refuse_with_leases(
     Err(Error::HasLeases { what, count })
 }
 
-async fn read_disabled_database(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn read_disabled_database(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let (cluster, name) = (req.capture("cluster"), req.capture("database"));
     Ok(match engine.load_database(&cluster, &name).await? {
         Some(db) if db.state == State::Disabled => Response::json(json!({
@@ -178,7 +175,7 @@ async fn read_disabled_database(engine: Arc<Engine>, req: Request) -> Result<Res
     })
 }
 
-async fn purge_database(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn purge_database(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let (cluster, name) = (req.capture("cluster"), req.capture("database"));
     let lock = engine.lock_for(&cluster);
     let _guard = lock.lock().await;
@@ -192,8 +189,7 @@ async fn purge_database(engine: Arc<Engine>, req: Request) -> Result<Response, A
     if db.state != State::Disabled {
         return Err(Error::NotDisabled {
             what: format!("database {name:?} of cluster {cluster:?}"),
-        }
-        .into());
+        });
     }
     refuse_with_leases(&engine, &cluster, Some(&name)).await?;
     engine

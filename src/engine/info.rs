@@ -4,11 +4,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::Engine;
+use super::{Engine, Error};
 use crate::logical::{handler, Operation, Request, Response, Route};
-use crate::Error as AnyError;
 
-pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
     vec![
         Route::new("info", "Build information of the engine.", INFO_HELP)
             .unauthenticated()
@@ -20,7 +19,7 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
     ]
 }
 
-async fn read(_engine: Arc<Engine>, _req: Request) -> Result<Response, AnyError> {
+async fn read(_engine: Arc<Engine>, _req: Request) -> Result<Response, Error> {
     Ok(Response::json(json!({
         "name": "pgsecrets",
         "version": crate::VERSION,

@@ -9,14 +9,13 @@ use serde_json::{json, Map};
 use super::records::keys;
 use super::{Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
-use crate::Error as AnyError;
 
 /// Longest label key and value, and most labels per resource.
 pub const MAX_KEY: usize = 64;
 pub const MAX_VALUE: usize = 128;
 pub const MAX_LABELS: usize = 64;
 
-pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
     vec![
         Route::new(
             "metadata/?",
@@ -103,13 +102,13 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), Error> {
     Ok(())
 }
 
-async fn write_labels(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn write_labels(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let cluster = req.fields.str("cluster").unwrap_or_default();
     let database = req.fields.str("database").filter(|d| !d.is_empty());
     let labels = req.fields.map("labels").unwrap_or_default();
     check_labels(&labels)?;
     if engine.load_cluster(&cluster).await?.is_none() {
-        return Err(Error::ClusterNotFound { name: cluster }.into());
+        return Err(Error::ClusterNotFound { name: cluster });
     }
     let id = match &database {
         Some(db) => {
@@ -117,8 +116,7 @@ async fn write_labels(engine: Arc<Engine>, req: Request) -> Result<Response, Any
                 return Err(Error::DatabaseNotFound {
                     cluster,
                     database: db.clone(),
-                }
-                .into());
+                });
             }
             format!("{cluster}/{db}")
         }
@@ -131,7 +129,7 @@ async fn write_labels(engine: Arc<Engine>, req: Request) -> Result<Response, Any
     Ok(Response::empty())
 }
 
-async fn all_labels(engine: &Engine) -> Result<Vec<(String, BTreeMap<String, String>)>, AnyError> {
+async fn all_labels(engine: &Engine) -> Result<Vec<(String, BTreeMap<String, String>)>, Error> {
     let mut out = Vec::new();
     for name in engine
         .storage
@@ -150,14 +148,13 @@ async fn all_labels(engine: &Engine) -> Result<Vec<(String, BTreeMap<String, Str
     Ok(out)
 }
 
-async fn lookup(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn lookup(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let pairs = req.fields.list("selector").unwrap_or_default();
     if pairs.is_empty() {
         return Err(Error::InvalidField {
             field: "selector",
             reason: "give key=value pairs to look up, e.g. ?selector=team=payments,env=prod (LIST lists everything)".into(),
-        }
-        .into());
+        });
     }
     let mut wanted = BTreeMap::new();
     for pair in pairs {
@@ -181,7 +178,7 @@ async fn lookup(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError>
     Ok(Response::list_with_info(ids, info))
 }
 
-async fn list_labels(engine: Arc<Engine>, _req: Request) -> Result<Response, AnyError> {
+async fn list_labels(engine: Arc<Engine>, _req: Request) -> Result<Response, Error> {
     let mut ids = Vec::new();
     let mut info = Map::new();
     for (id, labels) in all_labels(&engine).await? {
@@ -191,15 +188,14 @@ async fn list_labels(engine: Arc<Engine>, _req: Request) -> Result<Response, Any
     Ok(Response::list_with_info(ids, info))
 }
 
-async fn delete_labels(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn delete_labels(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let id = req.capture("id");
     let key = keys::metadata(&engine.prefix, &id);
     if engine.storage.get(&key).await?.is_none() {
         return Err(Error::InvalidField {
             field: "id",
             reason: format!("{id:?} has no labels"),
-        }
-        .into());
+        });
     }
     engine.storage.delete(&key).await?;
     Ok(Response::empty())

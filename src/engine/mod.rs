@@ -454,7 +454,7 @@ pub fn backend(
     mount: &MountEntry,
     leases: Arc<LeaseManager>,
     options: EngineOptions,
-) -> Backend {
+) -> Backend<Error> {
     let tuning = Arc::new(RwLock::new(mount.config));
     let engine = Arc::new(Engine {
         storage,
@@ -470,7 +470,7 @@ pub fn backend(
     revocation::register(&engine);
     let recovering = Arc::clone(&engine);
     tokio::spawn(async move { recovering.recover().await });
-    let mut routes: Vec<Route> = Vec::new();
+    let mut routes: Vec<Route<Error>> = Vec::new();
     routes.extend(cluster::routes(&engine));
     routes.extend(database::routes(&engine));
     routes.extend(roles::routes(&engine));

@@ -13,9 +13,8 @@ use super::records::State;
 use super::revocation::drop_user;
 use super::{Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
-use crate::Error as AnyError;
 
-pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
     vec![Route::new(
         "reconcile/{cluster}",
         "Find (and revoke) users no lease tracks.",
@@ -46,7 +45,7 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
 async fn orphans(
     engine: &Engine,
     cluster_name: &str,
-) -> Result<(super::records::ClusterRecord, Vec<String>), AnyError> {
+) -> Result<(super::records::ClusterRecord, Vec<String>), Error> {
     let cluster = engine
         .load_cluster(cluster_name)
         .await?
@@ -117,14 +116,14 @@ async fn owner_databases(engine: &Engine, cluster: &str) -> Result<Vec<(String, 
         .collect())
 }
 
-async fn read(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn read(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let (_, found) = orphans(&engine, &req.capture("cluster")).await?;
     Ok(Response::json(
         json!({"untracked_users": found, "dry_run": true}),
     ))
 }
 
-async fn write(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn write(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let dry_run = req.fields.bool("dry_run").unwrap_or(true);
     let (cluster, found) = orphans(&engine, &req.capture("cluster")).await?;
     if dry_run {

@@ -12,9 +12,8 @@ use super::username::Template;
 use super::{grants, template, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres::scram;
-use crate::Error as AnyError;
 
-pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
     vec![
         Route::new("roles/?", "List roles.", LIST_HELP).op(
             Operation::List,
@@ -94,7 +93,7 @@ fn check_statements(field: &'static str, statements: &[String]) -> Result<(), Er
     Ok(())
 }
 
-async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let name = req.capture("name");
     let existing = engine.load_role(&name).await?;
     let default_ttl = req
@@ -111,8 +110,7 @@ async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyEr
         return Err(Error::InvalidField {
             field: "default_ttl",
             reason: format!("{default_ttl}s is greater than max_ttl ({max_ttl}s)"),
-        }
-        .into());
+        });
     }
     let mut creation = statements(&req, "creation_statements", "creation_statement");
     if creation.is_empty() && !req.fields.is_set("creation_statements") {
@@ -141,8 +139,7 @@ async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyEr
         return Err(Error::InvalidField {
             field: "creation_statements",
             reason: "no statement uses {{name}}: the user to create must be named".into(),
-        }
-        .into());
+        });
     }
     let username_template = match req.fields.str("username_template") {
         Some(t) if !t.is_empty() => {
@@ -168,8 +165,7 @@ async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyEr
             reason: format!(
                 "{password_length} is not from {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH}"
             ),
-        }
-        .into());
+        });
     }
     let iterations = match req.fields.is_set("password_scram_iterations") {
         true => req.fields.int("password_scram_iterations").unwrap_or(0),
@@ -182,8 +178,7 @@ async fn write_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyEr
         return Err(Error::InvalidField {
             field: "password_scram_iterations",
             reason: format!("{iterations} is not from 1 to 100000"),
-        }
-        .into());
+        });
     }
     let mut warnings = Vec::new();
     if creation.iter().any(|s| grants_on_tables_to_user(s)) {
@@ -233,14 +228,14 @@ fn grants_on_tables_to_user(statement: &str) -> bool {
     })
 }
 
-async fn role_exists(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn role_exists(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     Ok(match engine.load_role(&req.capture("name")).await? {
         Some(_) => Response::json(json!({"exists": true})),
         None => Response::empty(),
     })
 }
 
-async fn read_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn read_role(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     Ok(match engine.load_role(&req.capture("name")).await? {
         Some(r) => Response::json(json!({
             "default_ttl": r.default_ttl,
@@ -257,10 +252,10 @@ async fn read_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyErr
     })
 }
 
-async fn delete_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn delete_role(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let name = req.capture("name");
     if engine.load_role(&name).await?.is_none() {
-        return Err(Error::RoleNotFound { name }.into());
+        return Err(Error::RoleNotFound { name });
     }
     engine
         .storage
@@ -269,7 +264,7 @@ async fn delete_role(engine: Arc<Engine>, req: Request) -> Result<Response, AnyE
     Ok(Response::empty())
 }
 
-async fn list_roles(engine: Arc<Engine>, _req: Request) -> Result<Response, AnyError> {
+async fn list_roles(engine: Arc<Engine>, _req: Request) -> Result<Response, Error> {
     Ok(Response::list(
         engine.storage.list(&keys::roles(&engine.prefix)).await?,
     ))

@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{rotation, Engine};
+use super::{rotation, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
-use crate::Error as AnyError;
 
-pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
+pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
     vec![Route::new(
         "rotate-root/{cluster}",
         "Rotate a cluster's root and management passwords.",
@@ -20,7 +19,7 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route> {
     )]
 }
 
-async fn rotate(engine: Arc<Engine>, req: Request) -> Result<Response, AnyError> {
+async fn rotate(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let name = req.capture("cluster");
     let record = engine.active_cluster(&name).await?;
     let lock = engine.lock_for(&name);

@@ -84,17 +84,26 @@ impl MountEntry {
 }
 
 /// A running backend: its route table, and the live TTL settings it reads
-/// (tuning the mount updates them in place).
-pub struct Backend {
-    pub routes: Vec<Route>,
+/// (tuning the mount updates them in place). `E` is the error its handlers
+/// return; the router holds backends of one error type ([`Backend::map_err`]).
+pub struct Backend<E> {
+    pub routes: Vec<Route<E>>,
     pub tuning: Option<Arc<RwLock<MountConfig>>>,
 }
 
-impl Backend {
+impl<E: 'static> Backend<E> {
     /// The first route whose pattern matches `path` (relative to the mount).
-    pub fn route(&self, path: &str) -> Option<(&Route, BTreeMap<String, String>)> {
+    pub fn route(&self, path: &str) -> Option<(&Route<E>, BTreeMap<String, String>)> {
         self.routes
             .iter()
             .find_map(|r| r.captures(path).map(|caps| (r, caps)))
+    }
+
+    /// The same backend, its handlers' errors converted by `f`.
+    pub fn map_err<F: 'static>(self, f: fn(E) -> F) -> Backend<F> {
+        Backend {
+            routes: self.routes.into_iter().map(|r| r.map_err(f)).collect(),
+            tuning: self.tuning,
+        }
     }
 }

@@ -14,53 +14,117 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::{Field, FieldKind, Operation, Request, Response};
-use crate::Error;
 
 /// Vault's generic name, `\w(([\w-.]+)?\w)?`, with ASCII `\w` as in Go.
 pub const NAME_PATTERN: &str = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?";
 
-pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response, Error>> + Send>>;
-pub type Handler = Arc<dyn Fn(Request) -> HandlerFuture + Send + Sync>;
+/// What a handler returns; `E` is its own layer's error (the engine's, the
+/// built-in `sys/` routes'), which the router turns into the one error every
+/// status is mapped from ([`Route::map_err`]).
+pub type HandlerFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>;
+pub type Handler<E> = Arc<dyn Fn(Request) -> HandlerFuture<E> + Send + Sync>;
 
 /// Wraps an async method of a shared backend state into a [`Handler`].
-pub fn handler<S, F, Fut>(state: &Arc<S>, f: F) -> Handler
+pub fn handler<S, F, Fut, E>(state: &Arc<S>, f: F) -> Handler<E>
 where
     S: Send + Sync + 'static,
     F: Fn(Arc<S>, Request) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response, Error>> + Send + 'static,
+    Fut: Future<Output = Result<Response, E>> + Send + 'static,
 {
     let state = Arc::clone(state);
     Arc::new(move |request| Box::pin(f(Arc::clone(&state), request)))
 }
 
+/// `handler` with its errors converted by `f`.
+fn map_handler<E: 'static, F: 'static>(handler: Handler<E>, f: fn(E) -> F) -> Handler<F> {
+    Arc::new(move |request| {
+        let running = handler(request);
+        Box::pin(async move { running.await.map_err(f) })
+    })
+}
+
 /// One operation a route offers.
-#[derive(Clone)]
-pub struct OperationSpec {
+pub struct OperationSpec<E> {
     pub operation: Operation,
     pub summary: &'static str,
-    pub handler: Handler,
+    pub handler: Handler<E>,
     /// The caller needs `sudo` on the path as well as the operation's capability.
     pub sudo: bool,
 }
 
+impl<E> Clone for OperationSpec<E> {
+    fn clone(&self) -> Self {
+        OperationSpec {
+            operation: self.operation,
+            summary: self.summary,
+            handler: Arc::clone(&self.handler),
+            sudo: self.sudo,
+        }
+    }
+}
+
 /// One entry of a backend's route table.
-#[derive(Clone)]
-pub struct Route {
+pub struct Route<E> {
     pub template: &'static str,
     pub regex: Regex,
     pub fields: Vec<Field>,
-    pub operations: Vec<OperationSpec>,
+    pub operations: Vec<OperationSpec<E>>,
     pub synopsis: &'static str,
     pub description: &'static str,
     /// Served without a token (health, OpenAPI, build info).
     pub unauthenticated: bool,
     /// Tells whether the object a write targets exists, so the ACL can ask for
     /// `create` or `update` as Vault does. Without it a write needs `update`.
-    pub existence: Option<Handler>,
+    pub existence: Option<Handler<E>>,
 }
 
-impl Route {
-    pub fn new(template: &'static str, synopsis: &'static str, description: &'static str) -> Route {
+impl<E> Clone for Route<E> {
+    fn clone(&self) -> Self {
+        Route {
+            template: self.template,
+            regex: self.regex.clone(),
+            fields: self.fields.clone(),
+            operations: self.operations.clone(),
+            synopsis: self.synopsis,
+            description: self.description,
+            unauthenticated: self.unauthenticated,
+            existence: self.existence.clone(),
+        }
+    }
+}
+
+impl<E: 'static> Route<E> {
+    /// The same route, its handlers' errors converted by `f`: where the
+    /// router gathers every backend's routes under one error type.
+    pub fn map_err<F: 'static>(self, f: fn(E) -> F) -> Route<F> {
+        Route {
+            template: self.template,
+            regex: self.regex,
+            fields: self.fields,
+            operations: self
+                .operations
+                .into_iter()
+                .map(|spec| OperationSpec {
+                    operation: spec.operation,
+                    summary: spec.summary,
+                    handler: map_handler(spec.handler, f),
+                    sudo: spec.sudo,
+                })
+                .collect(),
+            synopsis: self.synopsis,
+            description: self.description,
+            unauthenticated: self.unauthenticated,
+            existence: self.existence.map(|h| map_handler(h, f)),
+        }
+    }
+}
+
+impl<E> Route<E> {
+    pub fn new(
+        template: &'static str,
+        synopsis: &'static str,
+        description: &'static str,
+    ) -> Route<E> {
         let regex = Regex::new(&template_to_regex(template))
             .unwrap_or_else(|e| panic!("route template {template:?} does not compile: {e}"));
         Route {
@@ -75,18 +139,23 @@ impl Route {
         }
     }
 
-    pub fn field(mut self, field: Field) -> Route {
+    pub fn field(mut self, field: Field) -> Route<E> {
         self.fields.push(field);
         self
     }
 
     /// Several fields at once, for a set routes share.
-    pub fn fields(mut self, fields: impl IntoIterator<Item = Field>) -> Route {
+    pub fn fields(mut self, fields: impl IntoIterator<Item = Field>) -> Route<E> {
         self.fields.extend(fields);
         self
     }
 
-    pub fn op(mut self, operation: Operation, summary: &'static str, handler: Handler) -> Route {
+    pub fn op(
+        mut self,
+        operation: Operation,
+        summary: &'static str,
+        handler: Handler<E>,
+    ) -> Route<E> {
         self.operations.push(OperationSpec {
             operation,
             summary,
@@ -101,8 +170,8 @@ impl Route {
         mut self,
         operation: Operation,
         summary: &'static str,
-        handler: Handler,
-    ) -> Route {
+        handler: Handler<E>,
+    ) -> Route<E> {
         self.operations.push(OperationSpec {
             operation,
             summary,
@@ -112,17 +181,17 @@ impl Route {
         self
     }
 
-    pub fn unauthenticated(mut self) -> Route {
+    pub fn unauthenticated(mut self) -> Route<E> {
         self.unauthenticated = true;
         self
     }
 
-    pub fn existence(mut self, check: Handler) -> Route {
+    pub fn existence(mut self, check: Handler<E>) -> Route<E> {
         self.existence = Some(check);
         self
     }
 
-    pub fn operation(&self, operation: Operation) -> Option<&OperationSpec> {
+    pub fn operation(&self, operation: Operation) -> Option<&OperationSpec<E>> {
         self.operations.iter().find(|o| o.operation == operation)
     }
 
@@ -161,7 +230,7 @@ impl Route {
     }
 }
 
-impl std::fmt::Debug for Route {
+impl<E> std::fmt::Debug for Route<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Route")
             .field("template", &self.template)
@@ -197,7 +266,7 @@ mod tests {
 
     #[test]
     fn templates_match_vault_names_only() {
-        let r = Route::new("cluster/{cluster}/{database}", "s", "d");
+        let r = Route::<()>::new("cluster/{cluster}/{database}", "s", "d");
         let caps = r.captures("cluster/c-1.x/app_db").unwrap();
         assert_eq!(caps["cluster"], "c-1.x");
         assert_eq!(caps["database"], "app_db");
@@ -210,11 +279,11 @@ mod tests {
 
     #[test]
     fn optional_slash_and_rest_captures() {
-        let r = Route::new("roles/?", "s", "d");
+        let r = Route::<()>::new("roles/?", "s", "d");
         assert!(r.captures("roles").is_some());
         assert!(r.captures("roles/").is_some());
         assert_eq!(r.openapi_path(), "roles");
-        let r = Route::new("leases/lookup/{prefix*}", "s", "d");
+        let r = Route::<()>::new("leases/lookup/{prefix*}", "s", "d");
         assert_eq!(
             r.captures("leases/lookup/a/b/c").unwrap()["prefix"],
             "a/b/c"

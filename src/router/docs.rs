@@ -4,11 +4,12 @@
 
 use serde_json::{json, Map, Value};
 
-use super::mounts::{Backend, MountEntry};
-use crate::logical::{FieldKind, Operation, Response, Route};
+use super::mounts::MountEntry;
+use super::{AnyBackend, AnyRoute};
+use crate::logical::{FieldKind, Operation, Response};
 
 /// The `?help=1` body: not enveloped, as Vault answers it.
-pub fn help_response(mount: &MountEntry, route: &Route) -> Response {
+pub fn help_response(mount: &MountEntry, route: &AnyRoute) -> Response {
     let mut paths = Map::new();
     paths.insert(
         format!("/{}{}", mount.path, route.openapi_path()),
@@ -27,7 +28,7 @@ pub fn help_response(mount: &MountEntry, route: &Route) -> Response {
 /// Help on a mount's root (`GET /v1/database?help=1`, `vault path-help
 /// database/`): the mount's description and every path it serves, with
 /// the OpenAPI document of them all, in Vault's layout.
-pub fn mount_help_response(mount: &MountEntry, backend: &super::Backend) -> Response {
+pub fn mount_help_response(mount: &MountEntry, backend: &AnyBackend) -> Response {
     let mut text = format!(
         "## DESCRIPTION\n\n{}\n\n## PATHS\n\nThe following paths are supported by this backend. To view help for\nany of the paths below, use the help command with any route matching\nthe path pattern. Note that depending on the policy of your auth token,\nyou may or may not be able to access certain paths.\n",
         mount.description
@@ -48,7 +49,7 @@ pub fn mount_help_response(mount: &MountEntry, backend: &super::Backend) -> Resp
 }
 
 /// Plain-text help in Vault's layout.
-pub fn help_text(mount: &MountEntry, route: &Route) -> String {
+pub fn help_text(mount: &MountEntry, route: &AnyRoute) -> String {
     let mut out = format!(
         "Request:        {}{}\nMatching Route: {}\n\n{}\n",
         mount.path,
@@ -94,7 +95,7 @@ fn operation_id(path: &str, op: Operation) -> String {
     format!("{}-{}", op.as_str(), base)
 }
 
-fn path_item(route: &Route) -> Value {
+fn path_item(route: &AnyRoute) -> Value {
     let captures = route.capture_names();
     let parameters: Vec<Value> = captures
         .iter()
@@ -209,7 +210,7 @@ fn document(paths: Map<String, Value>) -> Value {
 }
 
 /// The OpenAPI document of every mount.
-pub fn openapi(backends: &[(MountEntry, std::sync::Arc<Backend>)]) -> Value {
+pub fn openapi(backends: &[(MountEntry, std::sync::Arc<AnyBackend>)]) -> Value {
     let mut paths = Map::new();
     for (mount, backend) in backends {
         for route in &backend.routes {
@@ -223,7 +224,7 @@ pub fn openapi(backends: &[(MountEntry, std::sync::Arc<Backend>)]) -> Value {
 }
 
 /// The Markdown reference of one mount's routes.
-pub fn markdown(mount: &MountEntry, backend: &Backend, title: &str, regenerate: &str) -> String {
+pub fn markdown(mount: &MountEntry, backend: &AnyBackend, title: &str, regenerate: &str) -> String {
     let mut out = format!(
         "<!-- Generated from the route table by `{regenerate}`. Do not edit by hand. -->\n\n# {title}\n\nMounted at `{}` (type `{}`).\n",
         mount.path, mount.kind

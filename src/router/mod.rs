@@ -17,6 +17,13 @@ use crate::logical::{Caller, FieldData, Operation, Request, Response};
 use crate::Error as AnyError;
 pub use mounts::{Backend, MountConfig, MountEntry, MountSettings, Mounts};
 
+/// A route of any backend, its handlers' errors gathered into the one
+/// error every status is mapped from: where the router erases the layers'
+/// own error types ([`crate::logical::Route::map_err`]).
+pub type AnyRoute = crate::logical::Route<AnyError>;
+/// A backend as the mount table holds it (see [`AnyRoute`]).
+pub type AnyBackend = Backend<AnyError>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No token, or a token that does not exist (or expired).
@@ -165,8 +172,8 @@ impl Router {
         entry: &crate::auth::TokenEntry,
         incoming: &Incoming,
         path: String,
-        found: &Option<(MountEntry, Arc<Backend>, String)>,
-        matched: &Option<(&crate::logical::Route, BTreeMap<String, String>)>,
+        found: &Option<(MountEntry, Arc<AnyBackend>, String)>,
+        matched: &Option<(&AnyRoute, BTreeMap<String, String>)>,
     ) -> Result<Response, AnyError> {
         let acl = self.policies.acl(&entry.policies).await?;
         let list = incoming.operation == Operation::List;
@@ -240,10 +247,10 @@ impl Router {
 
     async fn exists(
         &self,
-        route: &crate::logical::Route,
+        route: &AnyRoute,
         captures: &BTreeMap<String, String>,
         incoming: &Incoming,
-        found: Option<&(MountEntry, Arc<Backend>, String)>,
+        found: Option<&(MountEntry, Arc<AnyBackend>, String)>,
     ) -> Result<bool, AnyError> {
         let (Some(check), Some((mount, _, rest))) = (&route.existence, found) else {
             return Ok(true);
@@ -263,7 +270,7 @@ impl Router {
 
     async fn dispatch(
         &self,
-        route: &crate::logical::Route,
+        route: &AnyRoute,
         captures: &BTreeMap<String, String>,
         incoming: &Incoming,
         mount: &MountEntry,

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use super::Error;
+use super::{AnyBackend, Error};
 use crate::storage::Storage;
 
 const TABLE_KEY: &str = "core/mounts";
@@ -14,7 +14,7 @@ const TABLE_KEY: &str = "core/mounts";
 pub use crate::logical::backend::{Backend, MountConfig, MountEntry, MountSettings};
 
 /// Builds the backend of an engine mount.
-pub type Factory = Box<dyn Fn(&MountEntry) -> Result<Backend, Error> + Send + Sync>;
+pub type Factory = Box<dyn Fn(&MountEntry) -> Result<AnyBackend, Error> + Send + Sync>;
 
 /// Runs before an engine mount is removed (revokes its leases) and after
 /// (disconnects the engine); an error before keeps the mount.
@@ -23,7 +23,7 @@ pub type UnmountHook = Box<dyn Fn(String) -> BoxFuture<Result<(), String>> + Sen
 
 struct Mounted {
     entry: MountEntry,
-    backend: Arc<Backend>,
+    backend: Arc<AnyBackend>,
     builtin: bool,
 }
 
@@ -54,7 +54,7 @@ impl Mounts {
     }
 
     /// Adds a built-in mount (never persisted, never removable).
-    pub fn add_builtin(&self, entry: MountEntry, backend: Backend) {
+    pub fn add_builtin(&self, entry: MountEntry, backend: AnyBackend) {
         self.table.write().expect("mount table").push(Mounted {
             entry,
             backend: Arc::new(backend),
@@ -89,7 +89,7 @@ impl Mounts {
 
     /// The mount serving `path` (longest prefix), its backend and the path
     /// below it.
-    pub fn find(&self, path: &str) -> Option<(MountEntry, Arc<Backend>, String)> {
+    pub fn find(&self, path: &str) -> Option<(MountEntry, Arc<AnyBackend>, String)> {
         let table = self.table.read().expect("mount table");
         table
             .iter()
@@ -119,8 +119,8 @@ impl Mounts {
     }
 
     /// Every mount with its backend (for help and OpenAPI).
-    pub fn backends(&self) -> Vec<(MountEntry, Arc<Backend>)> {
-        let mut all: Vec<(MountEntry, Arc<Backend>)> = self
+    pub fn backends(&self) -> Vec<(MountEntry, Arc<AnyBackend>)> {
+        let mut all: Vec<(MountEntry, Arc<AnyBackend>)> = self
             .table
             .read()
             .expect("mount table")
@@ -300,7 +300,7 @@ impl Mounts {
         }
         let mut moved = entry.clone();
         moved.path = to.clone();
-        let result: Result<Backend, Error> = async {
+        let result: Result<AnyBackend, Error> = async {
             // A lease issued by a request that was in flight: revoked, not
             // left naming a path that no longer serves.
             after_move(from.clone()).await.map_err(Error::MountLeases)?;

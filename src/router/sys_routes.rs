@@ -39,7 +39,7 @@ impl MountRoutes {
 
 /// The tune fields, the same for `sys/mounts/<p>/tune` and
 /// `sys/auth/<p>/tune`.
-fn tune_route(template: &'static str, state: &Arc<MountRoutes>) -> Route {
+fn tune_route(template: &'static str, state: &Arc<MountRoutes>) -> Route<AnyError> {
     let mut route = Route::new(template, "Tune a mount's settings.", TUNE_HELP)
         .field(Field::path("path", "The mount path, e.g. `database`."))
         .field(Field::string(
@@ -98,7 +98,7 @@ pub fn routes(
     mounts: &Arc<Mounts>,
     leases: &Arc<LeaseManager>,
     policies: &PolicyStore,
-) -> Vec<Route> {
+) -> Vec<Route<AnyError>> {
     let state = Arc::new(MountRoutes {
         mounts: Arc::downgrade(mounts),
         leases: Arc::clone(leases),

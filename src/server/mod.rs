@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use crate::auth::{PolicyStore, TokenStore};
 pub use crate::engine::EngineOptions;
 use crate::lease::LeaseManager;
-use crate::router::{mounts::MountEntry, sys_routes, Backend, Mounts, Router};
+use crate::router::{mounts::MountEntry, sys_routes, AnyRoute, Backend, Mounts, Router};
 use crate::storage::{self, Storage};
 use crate::sys::{self, ClusterInfo, SysState};
 use crate::wire::{self, WireConfig};
@@ -112,7 +112,8 @@ pub async fn assemble_with(
                 entry,
                 Arc::clone(&engine_leases),
                 engine_options,
-            ))
+            )
+            .map_err(crate::Error::from))
         }),
     ));
     {
@@ -138,10 +139,16 @@ pub async fn assemble_with(
         cluster,
         active_since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
-    let mut sys_routes_table = Vec::new();
-    sys_routes_table.extend(sys::health::routes(&state));
-    sys_routes_table.extend(sys::policy::routes(&state));
-    sys_routes_table.extend(sys::leases::routes(&state));
+    // The built-in routes return sys's errors, the router's own its; the
+    // table holds them under the one error type.
+    let mut sys_routes_table: Vec<AnyRoute> = Vec::new();
+    for routes in [
+        sys::health::routes(&state),
+        sys::policy::routes(&state),
+        sys::leases::routes(&state),
+    ] {
+        sys_routes_table.extend(routes.into_iter().map(|r| r.map_err(crate::Error::from)));
+    }
     sys_routes_table.extend(sys_routes::routes(&mounts, &leases, &policies));
     mounts.add_builtin(
         MountEntry::new(
@@ -157,7 +164,10 @@ pub async fn assemble_with(
     mounts.add_builtin(
         MountEntry::new("auth/token/", "token", "token based credentials"),
         Backend {
-            routes: sys::token::routes(&state),
+            routes: sys::token::routes(&state)
+                .into_iter()
+                .map(|r| r.map_err(crate::Error::from))
+                .collect(),
             tuning: None,
         },
     );

@@ -8,9 +8,8 @@ use serde_json::json;
 
 use super::{Error, SysState};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
-use crate::Error as AnyError;
 
-pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
+pub fn routes(state: &Arc<SysState>) -> Vec<Route<Error>> {
     let code = |name: &'static str, description: &'static str| Field::string(name, description);
     vec![
         Route::new("health", "Health of this server.", HEALTH_HELP)
@@ -82,25 +81,22 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
     ]
 }
 
-fn status_param(req: &Request, name: &'static str, default: u16) -> Result<u16, AnyError> {
+fn status_param(req: &Request, name: &'static str, default: u16) -> Result<u16, Error> {
     match req.fields.str(name) {
         None => Ok(default),
         Some(v) => v
             .parse::<u16>()
             .ok()
             .filter(|c| (100..=599).contains(c))
-            .ok_or_else(|| {
-                Error::BadQueryParameter {
-                    name,
-                    value: v,
-                    expected: "an HTTP status code from 100 to 599",
-                }
-                .into()
+            .ok_or_else(|| Error::BadQueryParameter {
+                name,
+                value: v,
+                expected: "an HTTP status code from 100 to 599",
             }),
     }
 }
 
-async fn health(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn health(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let active = status_param(&req, "activecode", 200)?;
     for name in ["standbycode", "sealedcode", "uninitcode"] {
         status_param(&req, name, 200)?;
@@ -111,8 +107,7 @@ async fn health(state: Arc<SysState>, req: Request) -> Result<Response, AnyError
                 name: "standbyok",
                 value: v,
                 expected: "a bool",
-            }
-            .into());
+            });
         }
     }
     let irrevocable = state.leases.irrevocable_count().await?;
@@ -139,7 +134,7 @@ async fn health(state: Arc<SysState>, req: Request) -> Result<Response, AnyError
     ))
 }
 
-async fn seal_status(state: Arc<SysState>, _req: Request) -> Result<Response, AnyError> {
+async fn seal_status(state: Arc<SysState>, _req: Request) -> Result<Response, Error> {
     Ok(Response::raw(
         200,
         json!({
@@ -162,7 +157,7 @@ async fn seal_status(state: Arc<SysState>, _req: Request) -> Result<Response, An
     ))
 }
 
-async fn leader(state: Arc<SysState>, _req: Request) -> Result<Response, AnyError> {
+async fn leader(state: Arc<SysState>, _req: Request) -> Result<Response, Error> {
     Ok(Response::raw(
         200,
         json!({
@@ -177,7 +172,7 @@ async fn leader(state: Arc<SysState>, _req: Request) -> Result<Response, AnyErro
     ))
 }
 
-async fn init(_state: Arc<SysState>, _req: Request) -> Result<Response, AnyError> {
+async fn init(_state: Arc<SysState>, _req: Request) -> Result<Response, Error> {
     Ok(Response::raw(200, json!({"initialized": true})))
 }
 

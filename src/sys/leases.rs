@@ -7,10 +7,9 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 
-use super::SysState;
+use super::{Error, SysState};
 use crate::lease::{self, ttl, LeaseManager};
 use crate::logical::{handler, Field, Operation, Request, Response, Route, Secret};
-use crate::Error as AnyError;
 
 fn lease_id_field() -> Field {
     Field::string(
@@ -35,7 +34,7 @@ fn sync_field() -> Field {
     .default(json!(true))
 }
 
-pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
+pub fn routes(state: &Arc<SysState>) -> Vec<Route<Error>> {
     let renew = |template: &'static str, summary: &'static str| {
         Route::new(template, "Renew a lease.", RENEW_HELP)
             .field(lease_id_field())
@@ -163,7 +162,7 @@ fn requested_id(req: &Request) -> String {
         .to_string()
 }
 
-async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let id = requested_id(&req);
     if id.is_empty() {
         return Err(lease::Error::MissingLeaseId.into());
@@ -192,7 +191,7 @@ async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, AnyError
     Ok(Response::json(data))
 }
 
-async fn list(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn list(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let prefix = req.fields.str("prefix").unwrap_or_default();
     let prefix = match prefix.trim_matches('/') {
         "" => String::new(),
@@ -201,7 +200,7 @@ async fn list(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> 
     Ok(Response::list(state.leases.list(&prefix).await?))
 }
 
-async fn renew(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn renew(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let id = requested_id(&req);
     if id.starts_with("auth/") {
         return Err(
@@ -224,7 +223,7 @@ async fn renew(state: Arc<SysState>, req: Request) -> Result<Response, AnyError>
     Ok(response)
 }
 
-async fn revoke(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn revoke(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let id = requested_id(&req);
     if id.is_empty() {
         return Err(lease::Error::MissingLeaseId.into());
@@ -240,7 +239,7 @@ async fn revoke(state: Arc<SysState>, req: Request) -> Result<Response, AnyError
     })
 }
 
-async fn revoke_prefix(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn revoke_prefix(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let prefix = req.capture("prefix");
     let sync = req.fields.bool("sync").unwrap_or(true);
     state.leases.revoke_prefix(&prefix, sync).await?;
@@ -254,13 +253,13 @@ async fn revoke_prefix(state: Arc<SysState>, req: Request) -> Result<Response, A
     })
 }
 
-async fn revoke_force(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn revoke_force(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let count = state.leases.revoke_force(&req.capture("prefix")).await?;
     tracing::warn!(count, prefix = %req.capture("prefix"), "leases forgotten without revocation (revoke-force)");
     Ok(Response::empty())
 }
 
-async fn tidy(state: Arc<SysState>, _req: Request) -> Result<Response, AnyError> {
+async fn tidy(state: Arc<SysState>, _req: Request) -> Result<Response, Error> {
     let removed = state.leases.tidy().await?;
     Ok(Response::json(json!({"removed_index_entries": removed})))
 }

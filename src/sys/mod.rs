@@ -47,6 +47,12 @@ pub enum Error {
     UnknownAccessor,
     #[error("token not found")]
     TokenNotFound,
+    #[error(transparent)]
+    Auth(#[from] crate::auth::Error),
+    #[error(transparent)]
+    Lease(#[from] crate::lease::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::Error),
 }
 
 /// Identity of this pgsecrets installation, created at initialisation.

@@ -8,9 +8,8 @@ use serde_json::{json, Map, Value};
 use super::{Error, SysState};
 use crate::auth::PolicyStore;
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
-use crate::Error as AnyError;
 
-pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
+pub fn routes(state: &Arc<SysState>) -> Vec<Route<Error>> {
     let name = || Field::name("name", "The policy's name (case-insensitive).");
     vec![
         Route::new(
@@ -151,41 +150,41 @@ fn paths_fields() -> [Field; 2] {
     ]
 }
 
-async fn names(state: &SysState) -> Result<Vec<String>, AnyError> {
+async fn names(state: &SysState) -> Result<Vec<String>, Error> {
     let mut names = state.policies.list().await?;
     names.push("root".into());
     names.sort();
     Ok(names)
 }
 
-async fn list_legacy(state: Arc<SysState>, _req: Request) -> Result<Response, AnyError> {
+async fn list_legacy(state: Arc<SysState>, _req: Request) -> Result<Response, Error> {
     let names = names(&state).await?;
     let mut response = Response::json(json!({"keys": names, "policies": names}));
     response.data_at_top_level = true;
     Ok(response)
 }
 
-async fn list_names(state: Arc<SysState>, _req: Request) -> Result<Response, AnyError> {
+async fn list_names(state: Arc<SysState>, _req: Request) -> Result<Response, Error> {
     Ok(Response::list(names(&state).await?))
 }
 
 /// The policy names under `<name>/` in full (`team` lists `team/app`), as
 /// Vault lists them now that names may hold `/`.
-async fn names_under(state: &SysState, req: &Request) -> Result<Vec<String>, AnyError> {
+async fn names_under(state: &SysState, req: &Request) -> Result<Vec<String>, Error> {
     let prefix = format!("{}/", PolicyStore::check_name(&req.capture("name"))?);
     let mut names = names(state).await?;
     names.retain(|name| name.starts_with(&prefix));
     Ok(names)
 }
 
-async fn list_prefixed(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn list_prefixed(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     Ok(Response::list(names_under(&state, &req).await?))
 }
 
 /// The legacy shape. With nothing under the prefix Vault answers 200
 /// `{"policies": null}`; pgsecrets answers an empty list 404 everywhere, as
 /// clients expect of a list.
-async fn list_legacy_prefixed(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn list_legacy_prefixed(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let names = names_under(&state, &req).await?;
     if names.is_empty() {
         return Ok(Response::list(names));
@@ -196,10 +195,7 @@ async fn list_legacy_prefixed(state: Arc<SysState>, req: Request) -> Result<Resp
 }
 
 /// The stored text of a policy; `root` has no rules.
-async fn policy_text(
-    state: &SysState,
-    req: &Request,
-) -> Result<Option<(String, String)>, AnyError> {
+async fn policy_text(state: &SysState, req: &Request) -> Result<Option<(String, String)>, Error> {
     let name = PolicyStore::check_name(&req.capture("name"))?;
     if name == "root" {
         return Ok(Some((name, String::new())));
@@ -211,7 +207,7 @@ async fn policy_text(
         .map(|p| (name, p.text.clone())))
 }
 
-async fn read_legacy(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn read_legacy(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     Ok(match policy_text(&state, &req).await? {
         Some((name, text)) => {
             let mut r = Response::json(json!({"name": name, "rules": text}));
@@ -222,7 +218,7 @@ async fn read_legacy(state: Arc<SysState>, req: Request) -> Result<Response, Any
     })
 }
 
-async fn read_acl(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn read_acl(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     Ok(match policy_text(&state, &req).await? {
         Some((name, text)) => Response::json(json!({"name": name, "policy": text})),
         None => Response::empty(),
@@ -231,7 +227,7 @@ async fn read_acl(state: Arc<SysState>, req: Request) -> Result<Response, AnyErr
 
 /// Vault refuses an empty policy as it refuses a missing one; the legacy
 /// `rules` is used only when `policy` is empty, with a deprecation warning.
-async fn write_policy(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn write_policy(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let given = |field| req.fields.str(field).filter(|text| !text.is_empty());
     let (text, response) = match given("policy") {
         Some(text) => (text, Response::empty()),
@@ -244,18 +240,18 @@ async fn write_policy(state: Arc<SysState>, req: Request) -> Result<Response, An
     Ok(response)
 }
 
-async fn delete_policy(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn delete_policy(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     state.policies.delete(&req.capture("name")).await?;
     Ok(Response::empty())
 }
 
-async fn capabilities_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn capabilities_self(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     capabilities(&state, &req, &req.caller.policies).await
 }
 
 /// `sys/capabilities`: another token's capabilities, the token given in
 /// the body (Vault: `vault token capabilities TOKEN PATH`).
-async fn capabilities_of_token(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn capabilities_of_token(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let token = req.fields.str("token").filter(|t| !t.is_empty());
     let token = token.ok_or(Error::TokenRequired)?;
     let entry = state.tokens.lookup(&token).await?;
@@ -264,10 +260,7 @@ async fn capabilities_of_token(state: Arc<SysState>, req: Request) -> Result<Res
 }
 
 /// `sys/capabilities-accessor`: a token's capabilities, by its accessor.
-async fn capabilities_of_accessor(
-    state: Arc<SysState>,
-    req: Request,
-) -> Result<Response, AnyError> {
+async fn capabilities_of_accessor(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let accessor = req.fields.str("accessor").filter(|a| !a.is_empty());
     let accessor = accessor.ok_or(Error::AccessorRequired)?;
     let entry = state.tokens.lookup_accessor(&accessor).await?;
@@ -284,16 +277,16 @@ async fn capabilities(
     state: &SysState,
     req: &Request,
     policies: &[String],
-) -> Result<Response, AnyError> {
+) -> Result<Response, Error> {
     let mut paths = req.fields.list("paths").unwrap_or_default();
     if let Some(path) = req.fields.str("path") {
         paths.push(path);
     }
     if paths.is_empty() {
-        return Err(Error::PathsRequired.into());
+        return Err(Error::PathsRequired);
     }
     if paths.iter().any(|p| p.is_empty()) {
-        return Err(Error::MissingPath.into());
+        return Err(Error::MissingPath);
     }
     let acl = state.policies.acl(policies).await?;
     let mut data = Map::new();

@@ -8,9 +8,8 @@ use serde_json::{json, Value};
 use super::{Error, SysState};
 use crate::auth::{self, NewToken, TokenEntry};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
-use crate::Error as AnyError;
 
-pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
+pub fn routes(state: &Arc<SysState>) -> Vec<Route<Error>> {
     let create_fields = || {
         vec![
             Field::string("id", "Value of the new token (default: random); needs root or sudo, and may not contain '.'."),
@@ -172,7 +171,7 @@ pub fn routes(state: &Arc<SysState>) -> Vec<Route> {
     ]
 }
 
-async fn caller_entry(state: &SysState, req: &Request) -> Result<TokenEntry, AnyError> {
+async fn caller_entry(state: &SysState, req: &Request) -> Result<TokenEntry, Error> {
     let hash = req
         .caller
         .token_hash
@@ -185,7 +184,7 @@ async fn caller_entry(state: &SysState, req: &Request) -> Result<TokenEntry, Any
         .ok_or(auth::Error::PermissionDenied)?)
 }
 
-fn new_token(req: &Request) -> Result<NewToken, AnyError> {
+fn new_token(req: &Request) -> Result<NewToken, Error> {
     let f = &req.fields;
     if let Some(kind) = f.str("type").filter(|t| !t.is_empty() && t != "service") {
         return Err(auth::Error::UnsupportedTokenType(kind).into());
@@ -272,19 +271,19 @@ fn lookup_data(id: &str, entry: &TokenEntry) -> Response {
     Response::json(data)
 }
 
-async fn create_token(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn create_token(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let request = new_token(&req)?;
     issue(&state, &req, request).await
 }
 
 /// `create-orphan` needs only its own ACL: no sudo, unlike `no_parent`.
-async fn create_orphan(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn create_orphan(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let mut request = new_token(&req)?;
     request.orphan = true;
     issue(&state, &req, request).await
 }
 
-async fn issue(state: &SysState, req: &Request, request: NewToken) -> Result<Response, AnyError> {
+async fn issue(state: &SysState, req: &Request, request: NewToken) -> Result<Response, Error> {
     let parent = caller_entry(state, req).await?;
     let issued = state.tokens.create(Some(&parent), request).await?;
     let mut response = auth_response(&issued.token, &issued.entry);
@@ -300,7 +299,7 @@ async fn issue(state: &SysState, req: &Request, request: NewToken) -> Result<Res
     Ok(response)
 }
 
-async fn lookup_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn lookup_self(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let entry = caller_entry(&state, &req).await?;
     Ok(lookup_data(
         req.caller.token.as_deref().unwrap_or(""),
@@ -316,7 +315,7 @@ fn token_field(req: &Request) -> Result<String, Error> {
         .ok_or(Error::TokenRequired)
 }
 
-async fn given_token(state: &SysState, req: &Request) -> Result<(String, TokenEntry), AnyError> {
+async fn given_token(state: &SysState, req: &Request) -> Result<(String, TokenEntry), Error> {
     let token = token_field(req)?;
     let entry = state
         .tokens
@@ -326,7 +325,7 @@ async fn given_token(state: &SysState, req: &Request) -> Result<(String, TokenEn
     Ok((token, entry))
 }
 
-async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     // No token given: the caller's, as Vault does.
     if req.fields.str("token").filter(|t| !t.is_empty()).is_none() {
         return lookup_self(state, req).await;
@@ -335,25 +334,25 @@ async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, AnyError
     Ok(lookup_data(&token, &entry))
 }
 
-async fn accessor_entry(state: &SysState, req: &Request) -> Result<TokenEntry, AnyError> {
+async fn accessor_entry(state: &SysState, req: &Request) -> Result<TokenEntry, Error> {
     let accessor = req
         .fields
         .str("accessor")
         .filter(|a| !a.is_empty())
         .ok_or(Error::AccessorRequired)?;
-    Ok(state
+    state
         .tokens
         .lookup_accessor(&accessor)
         .await?
-        .ok_or(Error::UnknownAccessor)?)
+        .ok_or(Error::UnknownAccessor)
 }
 
-async fn lookup_accessor(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn lookup_accessor(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let entry = accessor_entry(&state, &req).await?;
     Ok(lookup_data("", &entry))
 }
 
-async fn renew_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn renew_self(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let entry = caller_entry(&state, &req).await?;
     renewed(
         &state,
@@ -364,7 +363,7 @@ async fn renew_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyE
     .await
 }
 
-async fn renew(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn renew(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let token = token_field(&req)?;
     // Vault answers 400 here, not the 403 of an unknown token elsewhere.
     let entry = state
@@ -375,7 +374,7 @@ async fn renew(state: Arc<SysState>, req: Request) -> Result<Response, AnyError>
     renewed(&state, &req, &token, &entry).await
 }
 
-async fn renew_accessor(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn renew_accessor(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let entry = accessor_entry(&state, &req).await?;
     // Only the token's hash is stored: the answer cannot carry the token.
     renewed(&state, &req, "", &entry).await
@@ -388,7 +387,7 @@ async fn renewed(
     req: &Request,
     token: &str,
     entry: &TokenEntry,
-) -> Result<Response, AnyError> {
+) -> Result<Response, Error> {
     let increment = req.fields.duration("increment").unwrap_or(0);
     let (entry, warnings) = state.tokens.renew(entry, increment).await?;
     let mut response = auth_response(token, &entry);
@@ -396,13 +395,13 @@ async fn renewed(
     Ok(response)
 }
 
-async fn revoke_self(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn revoke_self(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let entry = caller_entry(&state, &req).await?;
     state.tokens.revoke(&entry).await?;
     Ok(Response::empty())
 }
 
-async fn revoke(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn revoke(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let token = token_field(&req)?;
     // Revoking a token that does not exist succeeds, as in Vault.
     if let Some(entry) = state.tokens.lookup(&token).await? {
@@ -411,21 +410,21 @@ async fn revoke(state: Arc<SysState>, req: Request) -> Result<Response, AnyError
     Ok(Response::empty())
 }
 
-async fn revoke_accessor(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn revoke_accessor(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     match accessor_entry(&state, &req).await {
         Ok(entry) => {
             state.tokens.revoke(&entry).await?;
             Ok(Response::empty())
         }
         // Vault succeeds with a warning: the token is gone either way.
-        Err(AnyError::Sys(Error::UnknownAccessor)) => {
+        Err(Error::UnknownAccessor) => {
             Ok(Response::empty().with_warning("No token found with this accessor"))
         }
         Err(e) => Err(e),
     }
 }
 
-async fn revoke_orphan(state: Arc<SysState>, req: Request) -> Result<Response, AnyError> {
+async fn revoke_orphan(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let token = token_field(&req)?;
     // As with `revoke`, a token that does not exist is not an error.
     if let Some(entry) = state.tokens.lookup(&token).await? {
@@ -434,11 +433,11 @@ async fn revoke_orphan(state: Arc<SysState>, req: Request) -> Result<Response, A
     Ok(Response::empty())
 }
 
-async fn list_accessors(state: Arc<SysState>, _req: Request) -> Result<Response, AnyError> {
+async fn list_accessors(state: Arc<SysState>, _req: Request) -> Result<Response, Error> {
     Ok(Response::list(state.tokens.accessors().await?))
 }
 
-async fn tidy(state: Arc<SysState>, _req: Request) -> Result<Response, AnyError> {
+async fn tidy(state: Arc<SysState>, _req: Request) -> Result<Response, Error> {
     let revoked = state.tokens.sweep_expired(Utc::now().timestamp()).await?;
     let removed = state.tokens.tidy().await?;
     // Warnings and no data, as Vault answers: vaultrs parses `data` as unit.

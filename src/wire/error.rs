@@ -71,29 +71,7 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | router::Error::WrappingNotSupported => bad(e),
             router::Error::Storage(_) => internal(),
         },
-        Error::Auth(e) => match e {
-            auth::Error::PermissionDenied | auth::Error::BadToken => {
-                (StatusCode::FORBIDDEN, vec![e.to_string()])
-            }
-            auth::Error::InvalidPolicy(_)
-            | auth::Error::EmptyPolicyName
-            | auth::Error::InvalidPolicyName { .. }
-            | auth::Error::CannotUpdateRoot
-            | auth::Error::CannotDeleteRoot
-            | auth::Error::CannotDeleteDefault
-            | auth::Error::PoliciesNotSubset
-            | auth::Error::RootPolicyNeedsRoot
-            | auth::Error::SudoRequired(_)
-            | auth::Error::TokenIdHasPeriod
-            | auth::Error::NotRenewable
-            | auth::Error::TokenIdInUse
-            | auth::Error::BadTokenId
-            | auth::Error::NegativeUses
-            | auth::Error::RestrictedUseParent
-            | auth::Error::UnsupportedTokenType(_) => bad(e),
-            // Only a storage failure while marking the leases.
-            auth::Error::Storage(_) | auth::Error::RevokeLeases(_) => internal(),
-        },
+        Error::Auth(e) => auth_status(e),
         Error::Sys(e) => match e {
             sys::Error::InvalidTtl { .. }
             | sys::Error::BadQueryParameter { .. }
@@ -108,6 +86,10 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | sys::Error::UnknownAccessor
             | sys::Error::TokenNotFound => bad(e),
             sys::Error::Preflight { .. } => (StatusCode::FORBIDDEN, vec![e.to_string()]),
+            // Errors of the layers below, as when they come alone.
+            sys::Error::Auth(e) => auth_status(e),
+            sys::Error::Lease(e) => lease_status(e),
+            sys::Error::Storage(_) => internal(),
         },
         Error::Engine(e) => match e {
             engine::Error::ClusterNotFound { .. } | engine::Error::DatabaseNotFound { .. } => {
@@ -160,6 +142,39 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
     }
 }
 
+fn auth_status(e: &auth::Error) -> (StatusCode, Vec<String>) {
+    let bad = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, vec![e.to_string()]);
+    let internal = || {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec![wrapped("internal error")],
+        )
+    };
+    match e {
+        auth::Error::PermissionDenied | auth::Error::BadToken => {
+            (StatusCode::FORBIDDEN, vec![e.to_string()])
+        }
+        auth::Error::InvalidPolicy(_)
+        | auth::Error::EmptyPolicyName
+        | auth::Error::InvalidPolicyName { .. }
+        | auth::Error::CannotUpdateRoot
+        | auth::Error::CannotDeleteRoot
+        | auth::Error::CannotDeleteDefault
+        | auth::Error::PoliciesNotSubset
+        | auth::Error::RootPolicyNeedsRoot
+        | auth::Error::SudoRequired(_)
+        | auth::Error::TokenIdHasPeriod
+        | auth::Error::NotRenewable
+        | auth::Error::TokenIdInUse
+        | auth::Error::BadTokenId
+        | auth::Error::NegativeUses
+        | auth::Error::RestrictedUseParent
+        | auth::Error::UnsupportedTokenType(_) => bad(e),
+        // Only a storage failure while marking the leases.
+        auth::Error::Storage(_) | auth::Error::RevokeLeases(_) => internal(),
+    }
+}
+
 fn lease_status(e: &lease::Error) -> (StatusCode, Vec<String>) {
     match e {
         lease::Error::MissingLeaseId
@@ -189,6 +204,7 @@ pub fn retry_after(error: &Error) -> Option<u64> {
     let lease = match error {
         Error::Lease(e) => e,
         Error::Engine(engine::Error::Lease(e)) => e,
+        Error::Sys(sys::Error::Lease(e)) => e,
         _ => return None,
     };
     matches!(lease, lease::Error::Unavailable(_)).then_some(RETRY_AFTER_SECONDS)
