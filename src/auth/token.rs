@@ -10,11 +10,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
-use chrono::Utc;
 use ring::digest;
 use serde::{Deserialize, Serialize};
 
 use super::{token_ttl, Error};
+use crate::logical::Clock;
 use crate::random;
 use crate::storage::{Op, Storage};
 
@@ -172,6 +172,8 @@ pub struct TokenStore {
     /// Held while a limited-use token's count is read and written back, so
     /// concurrent requests cannot spend the same use twice.
     uses: Arc<tokio::sync::Mutex<()>>,
+    /// The time tokens are created, renewed and expired by.
+    pub clock: Clock,
 }
 
 /// `num_uses` of a token whose last use has been taken by a request still
@@ -180,10 +182,16 @@ const LAST_USE_TAKEN: i64 = -1;
 
 impl TokenStore {
     pub fn new(storage: Storage) -> TokenStore {
+        TokenStore::with_clock(storage, Clock::default())
+    }
+
+    /// A store reading `clock` (tests advance it instead of sleeping).
+    pub fn with_clock(storage: Storage, clock: Clock) -> TokenStore {
         TokenStore {
             storage,
             on_revoke: Arc::default(),
             uses: Arc::default(),
+            clock,
         }
     }
 
@@ -235,7 +243,7 @@ impl TokenStore {
         parent: Option<&TokenEntry>,
         request: NewToken,
     ) -> Result<Issued, Error> {
-        let now = Utc::now().timestamp();
+        let now = self.clock.now();
         // No parent: the store itself creates the root token.
         let sudo = request.sudo || parent.is_none();
         // A child would multiply a limited token's uses (Vault refuses too).
@@ -365,7 +373,7 @@ impl TokenStore {
         else {
             return Ok(None);
         };
-        if entry.is_expired(Utc::now().timestamp()) {
+        if entry.is_expired(self.clock.now()) {
             self.revoke(&entry).await?;
             return Ok(None);
         }
@@ -429,7 +437,7 @@ impl TokenStore {
         if !entry.renewable || entry.expire_time.is_none() {
             return Err(Error::NotRenewable);
         }
-        let now = Utc::now().timestamp();
+        let now = self.clock.now();
         let last = match entry.last_ttl {
             0 => entry.creation_ttl,
             t => t,

@@ -166,7 +166,7 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
 
     // In milliseconds: the lease's end rounds up from the instant, never
     // down from the second (see `ttl`).
-    let now_ms = Utc::now().timestamp_millis();
+    let now_ms = engine.leases.clock.now_ms();
     let now = now_ms.div_euclid(1000);
     let (ttl_seconds, max_end) = ttl::issue(&limits(&engine, Some(&role)), now_ms);
     let expire_time = ttl::expiry(now_ms, ttl_seconds);

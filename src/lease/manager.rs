@@ -21,6 +21,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::lock::{LeaseLock, LeaseLocks};
 use super::{keys, ttl, Error, LeaseEntry, Revoker, TtlLimits};
+use crate::logical::Clock;
 use crate::storage::{Op, Storage};
 
 /// Failures in a row after which a lease is reported as irrevocable.
@@ -49,6 +50,8 @@ pub struct LeaseManager {
     revokers: RwLock<HashMap<String, Weak<dyn Revoker>>>,
     pub(super) notify: Notify,
     locks: LeaseLocks,
+    /// The time leases are issued, renewed and expired by.
+    pub clock: Clock,
 }
 
 /// A lease stored before its user was created (see
@@ -126,11 +129,17 @@ impl Slot {
 
 impl LeaseManager {
     pub fn new(storage: Storage) -> Arc<LeaseManager> {
+        LeaseManager::with_clock(storage, Clock::default())
+    }
+
+    /// A manager reading `clock` (tests advance it instead of sleeping).
+    pub fn with_clock(storage: Storage, clock: Clock) -> Arc<LeaseManager> {
         Arc::new(LeaseManager {
             storage,
             revokers: RwLock::new(HashMap::new()),
             notify: Notify::new(),
             locks: LeaseLocks::default(),
+            clock,
         })
     }
 
@@ -224,7 +233,7 @@ impl LeaseManager {
         let _lock = self.locks.lock(lease_id).await;
         let mut lease = self.get(lease_id).await?.ok_or(Error::NotFound)?;
         // Read after the lock: a wait for it does not count as time left.
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = self.clock.now_ms();
         if lease.revoking {
             return Err(if Self::is_irrevocable(&lease) {
                 Error::Irrevocable
@@ -280,12 +289,12 @@ impl LeaseManager {
             // for. Only bring its next attempt forward if nobody is on it.
             Some(lease) if lease.revoking => {
                 if let Some(_lock) = self.locks.try_lock(lease_id) {
-                    self.mark(lease_id, chrono::Utc::now().timestamp()).await?;
+                    self.mark(lease_id, self.clock.now()).await?;
                 }
             }
             Some(_) => {
                 let _lock = self.locks.lock(lease_id).await;
-                self.mark(lease_id, chrono::Utc::now().timestamp()).await?;
+                self.mark(lease_id, self.clock.now()).await?;
             }
         }
         self.notify.notify_one();
@@ -453,7 +462,7 @@ impl LeaseManager {
                 let lock = self.locks.lock(lease_id).await;
                 // The mark is durable before PostgreSQL is touched: if this
                 // process dies now, the lease is still being revoked.
-                let due = chrono::Utc::now().timestamp() + ASKED_GRACE;
+                let due = self.clock.now() + ASKED_GRACE;
                 match self.mark(lease_id, due).await {
                     Ok(Some(lease)) => (lock, lease),
                     Ok(None) => return Ok(()),
@@ -475,7 +484,7 @@ impl LeaseManager {
                 lease.revoking = true;
                 lease.failures += 1;
                 lease.last_error = Some(reason.clone());
-                lease.due = chrono::Utc::now().timestamp() + backoff(lease.failures);
+                lease.due = self.clock.now() + backoff(lease.failures);
                 let mut ops = Self::reschedule(&lease, old_due);
                 if Self::is_irrevocable(&lease) {
                     ops.push(Op::put(

@@ -92,7 +92,7 @@ impl LeaseManager {
     pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut shutdown = shutdown;
         loop {
-            let now = chrono::Utc::now().timestamp();
+            let now = self.clock.now();
             let wait = match self.step(now).await {
                 Ok((handled, next)) if handled < DUE_BATCH => match next {
                     Some(at) if at > now => Duration::from_secs((at - now).min(1) as u64),
@@ -108,6 +108,7 @@ impl LeaseManager {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.notify.notified() => {}
+                _ = self.clock.moved() => {}
                 _ = shutdown.changed() => return,
             }
         }

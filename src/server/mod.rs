@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::auth::{PolicyStore, TokenStore};
 pub use crate::engine::EngineOptions;
 use crate::lease::LeaseManager;
+use crate::logical::Clock;
 use crate::router::{mounts::MountEntry, sys_routes, AnyRoute, Backend, Mounts, Router};
 use crate::storage::{self, Storage};
 use crate::sys::{self, ClusterInfo, SysState};
@@ -79,11 +80,21 @@ pub async fn assemble_with(
     storage: Storage,
     engine_options: EngineOptions,
 ) -> Result<Assembled, StartError> {
+    assemble_at(storage, engine_options, Clock::default()).await
+}
+
+/// [`assemble_with`] on `clock`: tests pass one they advance, so leases
+/// and tokens expire without waiting out their TTLs.
+pub async fn assemble_at(
+    storage: Storage,
+    engine_options: EngineOptions,
+    clock: Clock,
+) -> Result<Assembled, StartError> {
     let cluster = ClusterInfo::load_or_create(&storage).await?;
-    let tokens = TokenStore::new(storage.clone());
+    let tokens = TokenStore::with_clock(storage.clone(), clock.clone());
     let policies = PolicyStore::new(storage.clone());
     policies.bootstrap().await?;
-    let leases = LeaseManager::new(storage.clone());
+    let leases = LeaseManager::with_clock(storage.clone(), clock.clone());
     {
         let leases = Arc::clone(&leases);
         // A revoked or expired token takes its leases with it: they are
@@ -188,11 +199,12 @@ pub async fn assemble_with(
 /// Revokes expired tokens (and so their leases) every second.
 async fn sweep_tokens(tokens: TokenStore, mut stopped: tokio::sync::watch::Receiver<bool>) {
     loop {
-        if let Err(e) = tokens.sweep_expired(chrono::Utc::now().timestamp()).await {
+        if let Err(e) = tokens.sweep_expired(tokens.clock.now()).await {
             tracing::error!(error = %e, "token expiry sweep failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = tokens.clock.moved() => {}
             _ = stopped.changed() => return,
         }
     }

@@ -172,7 +172,7 @@ async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
         .get(&id)
         .await?
         .ok_or(lease::Error::InvalidLease)?;
-    let now_ms = Utc::now().timestamp_millis();
+    let now_ms = state.leases.clock.now_ms();
     let mut data = json!({
         "id": lease.lease_id,
         "issue_time": rfc3339(lease.issue_time),

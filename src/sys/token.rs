@@ -208,8 +208,7 @@ fn new_token(req: &Request) -> Result<NewToken, Error> {
 }
 
 /// The `auth` block Vault clients parse after create and renew.
-fn auth_block(token: &str, entry: &TokenEntry) -> Value {
-    let now = Utc::now().timestamp();
+fn auth_block(token: &str, entry: &TokenEntry, now: i64) -> Value {
     json!({
         "client_token": token,
         "accessor": entry.accessor,
@@ -226,9 +225,9 @@ fn auth_block(token: &str, entry: &TokenEntry) -> Value {
     })
 }
 
-fn auth_response(token: &str, entry: &TokenEntry) -> Response {
+fn auth_response(token: &str, entry: &TokenEntry, now: i64) -> Response {
     Response {
-        auth: Some(auth_block(token, entry)),
+        auth: Some(auth_block(token, entry, now)),
         ..Response::default()
     }
 }
@@ -240,8 +239,7 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-fn lookup_data(id: &str, entry: &TokenEntry) -> Response {
-    let now = Utc::now().timestamp();
+fn lookup_data(id: &str, entry: &TokenEntry, now: i64) -> Response {
     let mut data = json!({
         "id": id,
         "accessor": entry.accessor,
@@ -286,7 +284,7 @@ async fn create_orphan(state: Arc<SysState>, req: Request) -> Result<Response, E
 async fn issue(state: &SysState, req: &Request, request: NewToken) -> Result<Response, Error> {
     let parent = caller_entry(state, req).await?;
     let issued = state.tokens.create(Some(&parent), request).await?;
-    let mut response = auth_response(&issued.token, &issued.entry);
+    let mut response = auth_response(&issued.token, &issued.entry, state.tokens.clock.now());
     response.warnings = issued.warnings;
     // Vault names every policy the token holds that is not written (yet).
     for policy in issued.entry.policies.iter().filter(|p| *p != "root") {
@@ -304,6 +302,7 @@ async fn lookup_self(state: Arc<SysState>, req: Request) -> Result<Response, Err
     Ok(lookup_data(
         req.caller.token.as_deref().unwrap_or(""),
         &entry,
+        state.tokens.clock.now(),
     ))
 }
 
@@ -331,7 +330,7 @@ async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
         return lookup_self(state, req).await;
     }
     let (token, entry) = given_token(&state, &req).await?;
-    Ok(lookup_data(&token, &entry))
+    Ok(lookup_data(&token, &entry, state.tokens.clock.now()))
 }
 
 async fn accessor_entry(state: &SysState, req: &Request) -> Result<TokenEntry, Error> {
@@ -349,7 +348,7 @@ async fn accessor_entry(state: &SysState, req: &Request) -> Result<TokenEntry, E
 
 async fn lookup_accessor(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let entry = accessor_entry(&state, &req).await?;
-    Ok(lookup_data("", &entry))
+    Ok(lookup_data("", &entry, state.tokens.clock.now()))
 }
 
 async fn renew_self(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
@@ -390,7 +389,7 @@ async fn renewed(
 ) -> Result<Response, Error> {
     let increment = req.fields.duration("increment").unwrap_or(0);
     let (entry, warnings) = state.tokens.renew(entry, increment).await?;
-    let mut response = auth_response(token, &entry);
+    let mut response = auth_response(token, &entry, state.tokens.clock.now());
     response.warnings = warnings;
     Ok(response)
 }
@@ -438,7 +437,7 @@ async fn list_accessors(state: Arc<SysState>, _req: Request) -> Result<Response,
 }
 
 async fn tidy(state: Arc<SysState>, _req: Request) -> Result<Response, Error> {
-    let revoked = state.tokens.sweep_expired(Utc::now().timestamp()).await?;
+    let revoked = state.tokens.sweep_expired(state.tokens.clock.now()).await?;
     let removed = state.tokens.tidy().await?;
     // Warnings and no data, as Vault answers: vaultrs parses `data` as unit.
     Ok(Response::empty().with_warning(format!(

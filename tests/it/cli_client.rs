@@ -602,7 +602,7 @@ async fn bad_input_gives_one_line_and_the_documented_exit_code() {
             .unwrap()
             .to_string()
     };
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    s.advance(std::time::Duration::from_secs(2));
     // Each case: no output, one `error: ` line, the documented code.
     let check = |r: Run, code: i32, needle: &str| {
         assert!(r.stdout.is_empty(), "{r:?}");

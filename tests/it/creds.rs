@@ -694,7 +694,54 @@ async fn an_expired_token_takes_its_users_with_it() {
     let r = s.read_as(&token, &path).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let user = r.data()["username"].as_str().unwrap().to_string();
+    // The token's 2 s pass on the server's clock: the token sweep wakes,
+    // revokes the token, and its lease with it.
+    s.advance(Duration::from_secs(3));
     wait_until_gone(pg, &user, Duration::from_secs(15)).await;
+}
+
+/// Expiry driven by the server's clock (the one real-time expiry test is
+/// `a_short_lived_user_is_dropped_and_its_session_ended_at_expiry`): an
+/// hour's lease is untouched a second before its end and revoked once the
+/// clock passes it, with no test waiting an hour; a renewal moves the end
+/// on the same clock.
+#[tokio::test]
+async fn leases_expire_and_renew_by_the_servers_clock() {
+    let pg = Pg::shared();
+    let s = TestServer::start().await;
+    let path = setup(
+        &s,
+        pg,
+        "cr15",
+        json!({"default_ttl": "1h", "max_ttl": "3h"}),
+    )
+    .await;
+    let c = issue(&s, &path).await;
+    s.advance(Duration::from_secs(3599));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(role_exists(pg, &c.username).await, "still inside its hour");
+    // Renewed for another hour from now: it outlives the first hour.
+    let r = s
+        .write(
+            "sys/leases/renew",
+            json!({"lease_id": c.lease_id, "increment": "1h"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    s.advance(Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        role_exists(pg, &c.username).await,
+        "renewed past the first hour"
+    );
+    // Past its renewed end the lease is revoked: a renewal is refused and
+    // the user goes.
+    s.advance(Duration::from_secs(2 * 3600));
+    let r = s
+        .write("sys/leases/renew", json!({"lease_id": c.lease_id}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    wait_until_gone(pg, &c.username, Duration::from_secs(15)).await;
 }
 
 #[tokio::test]

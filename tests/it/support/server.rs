@@ -11,6 +11,8 @@ use tokio::sync::oneshot;
 
 pub struct TestServer {
     pub url: String,
+    /// The server's clock: [`TestServer::advance`] moves it.
+    pub clock: pgsecrets::logical::Clock,
     /// The storage it serves, to start another server on after a "crash".
     pub storage: Storage,
     pub root_token: String,
@@ -89,8 +91,14 @@ impl TestServer {
         wire: WireConfig,
         address: &str,
     ) -> TestServer {
-        let server::Assembled { router, workers } =
-            server::assemble(storage.clone()).await.expect("assemble");
+        let clock = pgsecrets::logical::Clock::default();
+        let server::Assembled { router, workers } = server::assemble_at(
+            storage.clone(),
+            server::EngineOptions::default(),
+            clock.clone(),
+        )
+        .await
+        .expect("assemble");
         let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -105,12 +113,20 @@ impl TestServer {
         });
         TestServer {
             url,
+            clock,
             storage,
             root_token,
             client: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// Moves the server's clock forward, as if `by` had passed: leases and
+    /// tokens due by then expire now (the workers wake), without a test
+    /// waiting through their TTLs.
+    pub fn advance(&self, by: std::time::Duration) {
+        self.clock.advance(by);
     }
 
     /// Stops serving and waits until the server has finished.
