@@ -117,24 +117,11 @@ pub enum Error {
     Refused { code: String, message: String },
     #[error("TLS to PostgreSQL failed: {0}")]
     Tls(String),
-    #[error("PostgreSQL at {host}:{port} does not accept TLS, which ssl_mode={ssl_mode} requires: set ssl_mode=disable for a server without TLS, or turn on ssl in its postgresql.conf")]
-    NoTls {
-        host: String,
-        port: u16,
-        ssl_mode: &'static str,
-    },
-    #[error("the TLS certificate of PostgreSQL at {host}:{port} was refused: {reason}")]
-    Certificate {
-        host: String,
-        port: u16,
-        reason: String,
-    },
-    #[error("the TLS handshake with PostgreSQL at {host}:{port} failed: {reason}")]
-    TlsHandshake {
-        host: String,
-        port: u16,
-        reason: String,
-    },
+    /// The TLS the cluster's `ssl_mode` asks for did not come about: no
+    /// TLS on the server, a refused certificate, a failed handshake (the
+    /// PostgreSQL layer's error says which and what to change).
+    #[error(transparent)]
+    TlsRefused(postgres::Error),
     #[error("refused to send a password to PostgreSQL at {host}:{port}: {reason}")]
     InsecureAuth {
         host: String,
@@ -202,21 +189,9 @@ impl Error {
                 "PostgreSQL rejected the stored credentials of {user:?}"
             )),
             postgres::Error::Tls(reason) => Error::Tls(reason),
-            postgres::Error::NoTls {
-                host,
-                port,
-                ssl_mode,
-            } => Error::NoTls {
-                host,
-                port,
-                ssl_mode,
-            },
-            postgres::Error::Certificate { host, port, reason } => {
-                Error::Certificate { host, port, reason }
-            }
-            postgres::Error::Handshake { host, port, reason } => {
-                Error::TlsHandshake { host, port, reason }
-            }
+            e @ (postgres::Error::NoTls { .. }
+            | postgres::Error::Certificate { .. }
+            | postgres::Error::Handshake { .. }) => Error::TlsRefused(e),
             postgres::Error::InsecureAuth { host, port, reason } => {
                 Error::InsecureAuth { host, port, reason }
             }

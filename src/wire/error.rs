@@ -127,9 +127,7 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             engine::Error::Lease(inner) => lease_status(inner),
             engine::Error::Unreachable { .. }
             | engine::Error::Tls(_)
-            | engine::Error::NoTls { .. }
-            | engine::Error::Certificate { .. }
-            | engine::Error::TlsHandshake { .. }
+            | engine::Error::TlsRefused(_)
             | engine::Error::Postgres(_) => (StatusCode::BAD_GATEWAY, vec![e.to_string()]),
             engine::Error::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, vec![e.to_string()]),
             engine::Error::Busy { .. } | engine::Error::RotationUnresolved { .. } => {

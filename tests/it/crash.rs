@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::support::engine::{cluster_body, root_user};
 use crate::support::pg::{Pg, PgVersion};
 use crate::support::process::{
-    call, free_port, start_with_config as start, wait_healthy_async as wait_healthy,
+    call, durable_server, register_over_http, start_with_config as start,
+    wait_healthy_async as wait_healthy,
 };
 
 /// `v-` users that are neither management nor objects-owner roles.
@@ -33,56 +33,17 @@ async fn issued_users(pg: &Pg) -> Vec<String> {
 async fn a_sigkill_during_issuing_leaves_no_untracked_user() {
     let pg = Pg::start(PgVersion::under_test());
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("pgsecrets.toml");
-    std::fs::write(
-        &config,
-        format!("[listener]\naddress = \"127.0.0.1:{port}\"\n[storage]\nbackend = \"sqlite\"\npath = \"pgsecrets.db\"\n[seal]\nkey_file = \"unseal.key\"\n"),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
-        .args(["operator", "init", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let root = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("Root Token: ").map(str::to_string))
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-
-    let mut server = start(&config);
-    wait_healthy(&client, &url).await;
-    let (user, password) = root_user(&pg, "root_crash").await;
-    let (status, body) = call(
+    let (config, url, root, mut server) = durable_server(dir.path(), &client).await;
+    register_over_http(
         &client,
-        "POST",
-        &format!("{url}/v1/database/cluster/crash"),
+        &url,
         &root,
-        Some(cluster_body(&pg, &user, &password)),
+        &pg,
+        "crash",
+        json!({"default_ttl": "8s", "password_scram_iterations": 1}),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, _) = call(
-        &client,
-        "POST",
-        &format!("{url}/v1/database/cluster/crash/crashdb"),
-        &root,
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let (status, _) = call(
-        &client,
-        "POST",
-        &format!("{url}/v1/database/roles/app"),
-        &root,
-        Some(json!({"default_ttl": "8s", "password_scram_iterations": 1})),
-    )
-    .await;
-    assert_eq!(status, 204);
 
     // A stream of concurrent requests, and a SIGKILL in the middle of it.
     let creds = format!("{url}/v1/database/creds/crash/crashdb/app");

@@ -22,10 +22,11 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
 use crate::support::engine::setup;
-use crate::support::engine::{can_login, cluster_body, role_exists, root_user};
+use crate::support::engine::{can_login, role_exists};
 use crate::support::pg::{Pg, PgVersion};
 use crate::support::process::{
-    call, free_port, start_with_config as start, wait_healthy_async as wait_healthy,
+    call, durable_server, register_over_http, start_with_config as start,
+    wait_healthy_async as wait_healthy,
 };
 use crate::support::server::TestServer;
 
@@ -419,56 +420,17 @@ async fn waiting_revocations(pg: &Pg) -> i64 {
 async fn a_crash_after_a_revocation_was_accepted_does_not_undo_it() {
     let pg = Pg::start(PgVersion::under_test());
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("pgsecrets.toml");
-    std::fs::write(
-        &config,
-        format!("[listener]\naddress = \"127.0.0.1:{port}\"\n[storage]\nbackend = \"sqlite\"\npath = \"pgsecrets.db\"\n[seal]\nkey_file = \"unseal.key\"\n"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
-        .args(["operator", "init", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let root = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("Root Token: ").map(str::to_string))
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut server = start(&config);
-    wait_healthy(&client, &url).await;
-
-    let (user, password) = root_user(&pg, "root_crashrev").await;
-    let (status, body) = call(
+    let (config, url, root, mut server) = durable_server(dir.path(), &client).await;
+    register_over_http(
         &client,
-        "POST",
-        &format!("{url}/v1/database/cluster/crashrev"),
+        &url,
         &root,
-        Some(cluster_body(&pg, &user, &password)),
+        &pg,
+        "crashrev",
+        json!({"default_ttl": "1h", "password_scram_iterations": 1}),
     )
     .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, _) = call(
-        &client,
-        "POST",
-        &format!("{url}/v1/database/cluster/crashrev/crashrevdb"),
-        &root,
-        Some(json!({})),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let (status, _) = call(
-        &client,
-        "POST",
-        &format!("{url}/v1/database/roles/app"),
-        &root,
-        Some(json!({"default_ttl": "1h", "password_scram_iterations": 1})),
-    )
-    .await;
-    assert_eq!(status, 204);
     let mut leases: Vec<(String, String)> = Vec::new();
     for _ in 0..2 {
         let (status, body) = call(

@@ -137,3 +137,74 @@ pub async fn call(
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+/// A server as an operator runs one: SQLite storage in `dir`, `operator
+/// init`, then `server --config`, healthy. Returns the config (to start it
+/// again after a crash), its URL, the root token and the process.
+pub async fn durable_server(
+    dir: &std::path::Path,
+    client: &::reqwest::Client,
+) -> (std::path::PathBuf, String, String, Child) {
+    let port = free_port();
+    let config = dir.join("pgsecrets.toml");
+    std::fs::write(
+        &config,
+        format!("[listener]\naddress = \"127.0.0.1:{port}\"\n[storage]\nbackend = \"sqlite\"\npath = \"pgsecrets.db\"\n[seal]\nkey_file = \"unseal.key\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
+        .args(["operator", "init", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let root = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Root Token: ").map(str::to_string))
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let server = start_with_config(&config);
+    wait_healthy_async(client, &url).await;
+    (config, url, root, server)
+}
+
+/// Over HTTP as `root`: registers cluster `name` on `pg` (with a root user
+/// of its own), creates database `<name>db` and writes role `app`.
+pub async fn register_over_http(
+    client: &::reqwest::Client,
+    url: &str,
+    root: &str,
+    pg: &crate::support::pg::Pg,
+    name: &str,
+    role: Value,
+) {
+    let (user, password) = crate::support::engine::root_user(pg, &format!("root_{name}")).await;
+    let body = crate::support::engine::cluster_body(pg, &user, &password);
+    let (status, answer) = call(
+        client,
+        "POST",
+        &format!("{url}/v1/database/cluster/{name}"),
+        root,
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = call(
+        client,
+        "POST",
+        &format!("{url}/v1/database/cluster/{name}/{name}db"),
+        root,
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = call(
+        client,
+        "POST",
+        &format!("{url}/v1/database/roles/app"),
+        root,
+        Some(role),
+    )
+    .await;
+    assert_eq!(status, 204, "{answer}");
+}
