@@ -92,10 +92,18 @@ impl LeaseManager {
     pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut shutdown = shutdown;
         loop {
-            let now = self.clock.now();
+            let now_ms = self.clock.now_ms();
+            let now = now_ms.div_euclid(1000);
             let wait = match self.step(now).await {
                 Ok((handled, next)) if handled < DUE_BATCH => match next {
-                    Some(at) if at > now => Duration::from_secs((at - now).min(1) as u64),
+                    // Wake when the second the next lease is due at begins
+                    // (its end, rounded up: never before it), not on a tick
+                    // that could land most of a second later; at most a
+                    // second away, so a lease issued meanwhile is not missed.
+                    Some(at) if at > now => {
+                        let since_step = self.clock.now_ms();
+                        Duration::from_millis((at * 1000 - since_step).clamp(1, 1000) as u64)
+                    }
                     Some(_) => Duration::from_millis(50),
                     None => Duration::from_secs(1),
                 },
