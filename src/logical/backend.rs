@@ -34,6 +34,38 @@ pub struct MountSettings {
     pub allowed_response_headers: Vec<String>,
 }
 
+impl MountSettings {
+    /// The list-valued settings, by their Vault names.
+    pub const LIST_KEYS: [&'static str; 4] = [
+        "audit_non_hmac_request_keys",
+        "audit_non_hmac_response_keys",
+        "passthrough_request_headers",
+        "allowed_response_headers",
+    ];
+
+    /// Each list-valued setting with its Vault name, in [`Self::LIST_KEYS`]'s order.
+    pub fn lists(&self) -> [(&'static str, &Vec<String>); 4] {
+        let [a, b, c, d] = Self::LIST_KEYS;
+        [
+            (a, &self.audit_non_hmac_request_keys),
+            (b, &self.audit_non_hmac_response_keys),
+            (c, &self.passthrough_request_headers),
+            (d, &self.allowed_response_headers),
+        ]
+    }
+
+    /// The list-valued setting named `key` (one of [`Self::LIST_KEYS`]).
+    pub fn list_mut(&mut self, key: &str) -> Option<&mut Vec<String>> {
+        match key {
+            "audit_non_hmac_request_keys" => Some(&mut self.audit_non_hmac_request_keys),
+            "audit_non_hmac_response_keys" => Some(&mut self.audit_non_hmac_response_keys),
+            "passthrough_request_headers" => Some(&mut self.passthrough_request_headers),
+            "allowed_response_headers" => Some(&mut self.allowed_response_headers),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MountEntry {
     /// With a trailing slash: `database/`.

@@ -308,7 +308,8 @@ fn invalid(field: &Field, reason: impl Into<String>) -> FieldError {
     }
 }
 
-fn type_name(value: &Value) -> &'static str {
+/// A JSON value's type as error messages (and the differential tests) name it.
+pub fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "bool",

@@ -6,19 +6,13 @@
 
 use serde_json::{Map, Value};
 
-use super::mounts::{MountConfig, MountEntry};
+use super::mounts::{MountConfig, MountEntry, MountSettings};
 use crate::auth::token::SYSTEM_MAX_TTL;
 use crate::logical::{duration, FieldData};
 use crate::sys;
 use crate::Error as AnyError;
 
-/// The list-valued settings, by their Vault names.
-const LIST_KEYS: [&str; 4] = [
-    "audit_non_hmac_request_keys",
-    "audit_non_hmac_response_keys",
-    "passthrough_request_headers",
-    "allowed_response_headers",
-];
+const LIST_KEYS: [&str; 4] = MountSettings::LIST_KEYS;
 
 /// Settings a request changes; `None` leaves one as it is.
 #[derive(Debug, Default)]
@@ -109,13 +103,10 @@ impl MountInput {
             entry.settings.listing_visibility = v.clone();
         }
         for (key, list) in &self.lists {
-            let slot = match *key {
-                "audit_non_hmac_request_keys" => &mut entry.settings.audit_non_hmac_request_keys,
-                "audit_non_hmac_response_keys" => &mut entry.settings.audit_non_hmac_response_keys,
-                "passthrough_request_headers" => &mut entry.settings.passthrough_request_headers,
-                _ => &mut entry.settings.allowed_response_headers,
-            };
-            *slot = list.clone();
+            *entry
+                .settings
+                .list_mut(key)
+                .expect("lists holds only LIST_KEYS") = list.clone();
         }
         if let Some(d) = &self.description {
             entry.description = d.clone();
@@ -144,21 +135,7 @@ pub fn config_json(entry: &MountEntry) -> Value {
             s.listing_visibility.clone().into(),
         );
     }
-    for (key, list) in [
-        (
-            "audit_non_hmac_request_keys",
-            &s.audit_non_hmac_request_keys,
-        ),
-        (
-            "audit_non_hmac_response_keys",
-            &s.audit_non_hmac_response_keys,
-        ),
-        (
-            "passthrough_request_headers",
-            &s.passthrough_request_headers,
-        ),
-        ("allowed_response_headers", &s.allowed_response_headers),
-    ] {
+    for (key, list) in s.lists() {
         if !list.is_empty() {
             config.insert(key.into(), list.clone().into());
         }

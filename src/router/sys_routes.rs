@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex, Weak};
 use serde_json::{json, Map, Value};
 
 use super::mount_input::{config_json, MountInput};
-use super::mounts::{self, MountEntry, Mounts};
+use super::mounts::{self, MountEntry, MountSettings, Mounts};
 use super::Error;
 use crate::auth::token::SYSTEM_MAX_TTL;
-use crate::auth::PolicyStore;
+use crate::auth::{Acl, PolicyStore, TokenStore};
 use crate::lease::LeaseManager;
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::sys;
@@ -22,6 +22,7 @@ use crate::Error as AnyError;
 pub struct MountRoutes {
     mounts: Weak<Mounts>,
     leases: Arc<LeaseManager>,
+    tokens: TokenStore,
     policies: PolicyStore,
     /// `sys/remount` answers with a migration id that
     /// `sys/remount/status/<id>` reports on; moves finish before the answer,
@@ -62,12 +63,7 @@ fn tune_route(template: &'static str, state: &Arc<MountRoutes>) -> Route<AnyErro
         .field(Field::bool("force_no_cache", "Accepted for compatibility; ignored."))
         .field(Field::string("token_type", "Accepted for compatibility; ignored."))
         .field(Field::string("plugin_version", "Accepted for compatibility; ignored."));
-    for key in [
-        "audit_non_hmac_request_keys",
-        "audit_non_hmac_response_keys",
-        "passthrough_request_headers",
-        "allowed_response_headers",
-    ] {
+    for key in MountSettings::LIST_KEYS {
         route = route.field(Field::list(
             key,
             "Kept and shown for Vault clients; not acted on.",
@@ -97,11 +93,13 @@ fn tune_route(template: &'static str, state: &Arc<MountRoutes>) -> Route<AnyErro
 pub fn routes(
     mounts: &Arc<Mounts>,
     leases: &Arc<LeaseManager>,
+    tokens: &TokenStore,
     policies: &PolicyStore,
 ) -> Vec<Route<AnyError>> {
     let state = Arc::new(MountRoutes {
         mounts: Arc::downgrade(mounts),
         leases: Arc::clone(leases),
+        tokens: tokens.clone(),
         policies: policies.clone(),
         migrations: Mutex::default(),
     });
@@ -467,14 +465,23 @@ async fn remount_status(state: Arc<MountRoutes>, req: Request) -> Result<Respons
 /// `sys/internal/ui/mounts`: with a token, every mount it can use (Vault's
 /// test: anything granted at or below the mount); without one, only mounts
 /// tuned `listing_visibility=unauth`, as `{type, description, options}`.
-async fn ui_mounts(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
-    let acl = match (&req.caller.token, &req.caller.token_hash) {
-        (_, Some(_)) => Some(state.policies.acl(&req.caller.policies).await?),
-        // A token was given but is not one: Vault refuses rather than
-        // answer as to an anonymous caller.
-        (Some(_), None) => return Err(Error::MissingToken.into()),
-        (None, None) => None,
+/// The ACL of the token an unauthenticated route was given, if any. A
+/// token that is given but is not one is refused (Vault's 403) rather than
+/// answered as an anonymous caller.
+async fn given_token_acl(state: &MountRoutes, req: &Request) -> Result<Option<Arc<Acl>>, AnyError> {
+    let Some(token) = &req.caller.token else {
+        return Ok(None);
     };
+    let entry = state
+        .tokens
+        .lookup(token)
+        .await?
+        .ok_or(Error::MissingToken)?;
+    Ok(Some(state.policies.acl(&entry.policies).await?))
+}
+
+async fn ui_mounts(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
+    let acl = given_token_acl(&state, &req).await?;
     let (mut secret, mut auth) = (Map::new(), Map::new());
     for entry in state.mounts().entries() {
         let shown = match &acl {
@@ -501,10 +508,9 @@ async fn ui_mounts(state: Arc<MountRoutes>, req: Request) -> Result<Response, An
 /// path, if the token can use it; otherwise Vault's 403.
 async fn ui_mount(state: Arc<MountRoutes>, req: Request) -> Result<Response, AnyError> {
     let path = req.capture("path");
-    if req.caller.token_hash.is_none() {
-        return Err(Error::MissingToken.into());
-    }
-    let acl = state.policies.acl(&req.caller.policies).await?;
+    let acl = given_token_acl(&state, &req)
+        .await?
+        .ok_or(Error::MissingToken)?;
     let asked = mounts::normalize(&path);
     let found = state.mounts().find(&asked).map(|(entry, _, _)| entry);
     match found {

@@ -160,7 +160,7 @@ pub async fn assemble_at(
     ] {
         sys_routes_table.extend(routes.into_iter().map(|r| r.map_err(crate::Error::from)));
     }
-    sys_routes_table.extend(sys_routes::routes(&mounts, &leases, &policies));
+    sys_routes_table.extend(sys_routes::routes(&mounts, &leases, &tokens, &policies));
     mounts.add_builtin(
         MountEntry::new(
             "sys/",

@@ -15,15 +15,21 @@ fn wrapped(message: &str) -> String {
     format!("1 error occurred:\n\t* {message}\n\n")
 }
 
+/// A 400 with the error's own message: the caller must change the request.
+fn bad(e: &dyn std::fmt::Display) -> (StatusCode, Vec<String>) {
+    (StatusCode::BAD_REQUEST, vec![e.to_string()])
+}
+
+/// A 500 that says nothing of the cause (it is logged instead).
+fn internal() -> (StatusCode, Vec<String>) {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        vec![wrapped("internal error")],
+    )
+}
+
 /// Status and the messages of the `errors` array.
 pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
-    let bad = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, vec![e.to_string()]);
-    let internal = || {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            vec![wrapped("internal error")],
-        )
-    };
     match error {
         Error::Request(e) => match e {
             RequestError::NotFound => (StatusCode::NOT_FOUND, vec![]),
@@ -141,13 +147,6 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
 }
 
 fn auth_status(e: &auth::Error) -> (StatusCode, Vec<String>) {
-    let bad = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, vec![e.to_string()]);
-    let internal = || {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            vec![wrapped("internal error")],
-        )
-    };
     match e {
         auth::Error::PermissionDenied | auth::Error::BadToken => {
             (StatusCode::FORBIDDEN, vec![e.to_string()])
@@ -186,11 +185,8 @@ fn lease_status(e: &lease::Error) -> (StatusCode, Vec<String>) {
         | lease::Error::Irrevocable
         | lease::Error::PastMaxTtl
         | lease::Error::RevokeFailed { .. }
-        | lease::Error::NoBackend(_) => (StatusCode::BAD_REQUEST, vec![e.to_string()]),
-        lease::Error::Storage(_) | lease::Error::IdInUse(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            vec![wrapped("internal error")],
-        ),
+        | lease::Error::NoBackend(_) => bad(e),
+        lease::Error::Storage(_) | lease::Error::IdInUse(_) => internal(),
     }
 }
 

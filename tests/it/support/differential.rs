@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use pgsecrets::logical::field::type_name;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -232,17 +233,6 @@ pub fn sorted(v: &Value) -> Vec<String> {
         .unwrap_or_default();
     out.sort();
     out
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 /// An answer reduced to what the differential tests compare.
