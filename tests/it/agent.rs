@@ -376,12 +376,15 @@ async fn the_agent_waits_for_a_server_that_is_away_and_recovers_after_an_outage(
     let s = TestServer::start_at(storage.clone(), root.clone(), 1 << 20, &address).await;
     let first = wait_for_login(&mut agent, pg, &env_file, env_login, None).await;
 
-    // The server goes away for longer than the lease's TTL, then comes back
-    // on the same storage: the agent gets a new user.
+    // The server goes away for longer than the lease's max TTL (an hour
+    // by the restarted server's clock), then comes back on the same
+    // storage: the lease has ended and the agent gets a new user.
     s.shutdown().await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     agent.assert_running();
-    let _s = TestServer::start_at(storage, root, 1 << 20, &address).await;
+    let later = pgsecrets::logical::Clock::default();
+    later.advance(Duration::from_secs(3600));
+    let _s = TestServer::start_at_on_clock(storage, root, &address, later).await;
     let second = wait_for_login(&mut agent, pg, &env_file, env_login, Some(&first)).await;
 
     assert_eq!(agent.stop().await.code(), Some(0));
@@ -579,12 +582,13 @@ fn a_bad_agent_config_is_one_line_on_stderr_and_exit_code_1() {
 async fn a_postgresql_outage_does_not_make_the_agent_drop_its_lease() {
     let pg = Pg::start(crate::support::pg::PgVersion::under_test());
     let s = TestServer::start().await;
-    // Renewed at 2/3 of 66 s, i.e. 44 s: inside the outage below.
+    // Renewed at 2/3 of 40 s, i.e. ~27 s: inside the outage below, which
+    // begins once the agent has its user and lasts 30 s.
     let creds = setup(
         &s,
         &pg,
         "agent-outage",
-        json!({"default_ttl": "66s", "max_ttl": "1h"}),
+        json!({"default_ttl": "40s", "max_ttl": "1h"}),
     )
     .await;
     let role = creds.strip_prefix("database/creds/").unwrap().to_string();
@@ -602,7 +606,6 @@ async fn a_postgresql_outage_does_not_make_the_agent_drop_its_lease() {
     let login = wait_for_login(&mut agent, &pg, &env_file, env_login, None).await;
     let issued = Instant::now();
 
-    tokio::time::sleep(Duration::from_secs(30).saturating_sub(issued.elapsed())).await;
     pg.stop();
     tokio::time::sleep(Duration::from_secs(30)).await;
     agent.assert_running();
@@ -612,8 +615,8 @@ async fn a_postgresql_outage_does_not_make_the_agent_drop_its_lease() {
         "the file still holds the same user during the outage"
     );
     pg.restart();
-    // The renewal goes through before the lease's 66 s are up.
-    let deadline = issued + Duration::from_secs(64);
+    // The renewal goes through before the lease's 40 s are up.
+    let deadline = issued + Duration::from_secs(38);
     while !agent.log().contains("renewed") {
         assert!(
             Instant::now() < deadline,

@@ -611,20 +611,23 @@ async fn leases_survive_a_restart_of_the_embedded_storage_and_still_expire() {
         .unwrap();
     let root = pgsecrets::server::initialize(&storage, None).await.unwrap();
     let s = TestServer::start_on(storage, root.clone(), 1 << 20).await;
-    let path = setup(&s, pg, "cr11", json!({"default_ttl": "2s"})).await;
+    let path = setup(&s, pg, "cr11", json!({"default_ttl": "1h"})).await;
     let c = issue(&s, &path).await;
     s.shutdown().await;
     // Nobody revokes while the server is down...
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         role_exists(pg, &c.username).await,
         "revoked while no server ran?"
     );
-    // ...and the restarted server revokes from its persisted index.
+    // ...and the server restarted two hours later (by its clock) revokes
+    // from its persisted index.
     let storage = Storage::unseal(std::sync::Arc::new(SqliteBackend::open(&db).unwrap()), &key)
         .await
         .unwrap();
-    let s = TestServer::start_on(storage, root, 1 << 20).await;
+    let later = pgsecrets::logical::Clock::default();
+    later.advance(Duration::from_secs(2 * 3600));
+    let s = TestServer::start_on_clock(storage, root, later).await;
     wait_until_gone(pg, &c.username, Duration::from_secs(15)).await;
     wait_lease_gone(&s, &c.lease_id).await;
 }

@@ -67,7 +67,31 @@ impl TestServer {
     /// Fresh in-memory storage, served with these listener settings.
     pub async fn start_with_wire(wire: WireConfig) -> TestServer {
         let (storage, root) = server::fresh_inmem(None).await.expect("fresh storage");
-        TestServer::serve(storage, root, wire, "127.0.0.1:0").await
+        TestServer::serve(storage, root, wire, "127.0.0.1:0", Default::default()).await
+    }
+
+    /// Serves already-initialised storage on a clock of the test's: a
+    /// server restarted "hours later" without a test waiting for them.
+    pub async fn start_on_clock(
+        storage: Storage,
+        root_token: String,
+        clock: pgsecrets::logical::Clock,
+    ) -> TestServer {
+        TestServer::start_at_on_clock(storage, root_token, "127.0.0.1:0", clock).await
+    }
+
+    /// [`TestServer::start_on_clock`] at `address`.
+    pub async fn start_at_on_clock(
+        storage: Storage,
+        root_token: String,
+        address: &str,
+        clock: pgsecrets::logical::Clock,
+    ) -> TestServer {
+        let wire = WireConfig {
+            max_request_size: 32 * 1024 * 1024,
+            ..WireConfig::default()
+        };
+        TestServer::serve(storage, root_token, wire, address, clock).await
     }
 
     /// Serves already-initialised storage at `address`: a server coming back
@@ -82,7 +106,7 @@ impl TestServer {
             max_request_size,
             ..WireConfig::default()
         };
-        TestServer::serve(storage, root_token, wire, address).await
+        TestServer::serve(storage, root_token, wire, address, Default::default()).await
     }
 
     async fn serve(
@@ -90,8 +114,8 @@ impl TestServer {
         root_token: String,
         wire: WireConfig,
         address: &str,
+        clock: pgsecrets::logical::Clock,
     ) -> TestServer {
-        let clock = pgsecrets::logical::Clock::default();
         let server::Assembled { router, workers } = server::assemble_at(
             storage.clone(),
             server::EngineOptions::default(),
