@@ -60,6 +60,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub seal: SealConfig,
     pub log_format: LogFormat,
+    /// Declared audit devices and the audit settings.
+    pub audit: crate::audit::Config,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +71,24 @@ struct FileConfig {
     storage: FileStorage,
     seal: Option<FileSeal>,
     log_format: Option<LogFormat>,
+    #[serde(default)]
+    audit: Vec<FileAudit>,
+    #[serde(default)]
+    unsafe_allow_api_audit_creation: bool,
+    audit_failure: Option<String>,
+}
+
+/// `[[audit]]`: a declared device (Vault's `audit "<type>" "<path>"`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    options: std::collections::BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +128,7 @@ impl Config {
             storage: StorageConfig::InMem,
             seal: SealConfig::default(),
             log_format: LogFormat::Human,
+            audit: crate::audit::Config::default(),
         }
     }
 
@@ -222,6 +243,41 @@ impl Config {
                 "[seal] needs key_file or key_env to keep the storage key".into(),
             ));
         }
+        let continue_on_failure = match file.audit_failure.as_deref() {
+            None | Some("block") => false,
+            Some("continue") => true,
+            Some(other) => {
+                return Err(Error::Invalid(format!(
+                    "audit_failure {other:?} is unknown: use \"block\" (the default: no request runs unaudited) or \"continue\""
+                )))
+            }
+        };
+        let mut devices = Vec::new();
+        for device in file.audit {
+            let mut options = std::collections::BTreeMap::new();
+            for (key, value) in device.options {
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    other => {
+                        return Err(Error::Invalid(format!(
+                            "audit {:?}: option {key:?} must be a string, not {}",
+                            device.path,
+                            other.type_str()
+                        )))
+                    }
+                };
+                options.insert(key, text);
+            }
+            devices.push(crate::audit::Spec {
+                path: device.path,
+                kind: device.kind,
+                description: device.description,
+                options,
+                local: false,
+            });
+        }
         Ok(Config {
             address,
             tls,
@@ -229,6 +285,11 @@ impl Config {
             storage,
             seal,
             log_format: file.log_format.unwrap_or_default(),
+            audit: crate::audit::Config {
+                devices,
+                allow_api_creation: file.unsafe_allow_api_audit_creation,
+                continue_on_failure,
+            },
         })
     }
 }
@@ -297,5 +358,46 @@ mod tests {
                 path: "/etc/a.db".into()
             }
         );
+    }
+
+    #[test]
+    fn audit_devices_are_declared_in_the_file() {
+        let p = Path::new("/etc/x.toml");
+        let c = Config::parse(
+            "audit_failure = \"continue\"\nunsafe_allow_api_audit_creation = true\n\
+             [[audit]]\npath = \"file\"\ntype = \"file\"\n\
+             options = { file_path = \"/tmp/x.log\", hmac_accessor = false }\n\
+             [storage]\nbackend = \"inmem\"",
+            p,
+        )
+        .unwrap();
+        assert!(c.audit.continue_on_failure && c.audit.allow_api_creation);
+        assert_eq!(c.audit.devices[0].path, "file");
+        assert_eq!(c.audit.devices[0].options["hmac_accessor"], "false");
+        let e = Config::parse(
+            "audit_failure = \"maybe\"\n[storage]\nbackend = \"inmem\"",
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("audit_failure"), "{e}");
+        let c = Config::parse("[storage]\nbackend = \"inmem\"", p).unwrap();
+        assert!(!c.audit.allow_api_creation && !c.audit.continue_on_failure);
+    }
+
+    #[test]
+    fn the_readmes_audit_example_parses() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .unwrap();
+        let section = &readme[readme.find("### Audit log").expect("the section")..];
+        let block = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block");
+        let text = format!("{block}[storage]\nbackend = \"inmem\"\n");
+        let c = Config::parse(&text, Path::new("/etc/x.toml")).unwrap();
+        let device = &c.audit.devices[0];
+        crate::audit::device::Options::parse(&device.kind, &device.options, true).unwrap();
     }
 }

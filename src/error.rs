@@ -2,7 +2,7 @@
 //! layer, each wrapping that layer's own enum. `wire::error` maps it to an
 //! HTTP status in one exhaustive `match`.
 
-use crate::{auth, engine, lease, logical::FieldError, router, storage, sys, wire};
+use crate::{audit, auth, engine, lease, logical::FieldError, router, storage, sys, wire};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,6 +20,8 @@ pub enum Error {
     Engine(#[from] engine::Error),
     #[error(transparent)]
     Lease(#[from] lease::Error),
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
     #[error(transparent)]
     Storage(#[from] storage::Error),
 }

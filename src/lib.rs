@@ -22,6 +22,7 @@
 //! - [`engine`]: the `database` secrets engine.
 //! - [`lease`]: leases on issued users: intents, expiry index, renew, revoke.
 //! - [`auth`]: hashed tokens, ACL policies.
+//! - [`audit`]: audit devices: request and response records, HMAC, blocking.
 //! - [`postgres`]: connections, TLS, pools, SCRAM verifiers.
 //! - [`storage`]: the ordered key-value trait, its backends, the encryption barrier.
 //! - [`logical`]: plain types shared by every layer (operations, requests,
@@ -29,6 +30,7 @@
 //! - [`error`]: the error every handler returns, wrapping each layer's own enum.
 
 pub mod agent;
+pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod cli;

@@ -68,13 +68,13 @@ pub async fn serve(
         tokio::spawn(async move {
             let _slot = slot;
             match acceptor {
-                None => serve_connection(stream, app, &config, stopping).await,
+                None => serve_connection(stream, peer, app, &config, stopping).await,
                 Some(acceptor) => {
                     // The handshake counts against the header timeout: a
                     // client that connects and says nothing is gone after it.
                     let handshake = acceptor.accept(stream);
                     match tokio::time::timeout(config.read_header_timeout, handshake).await {
-                        Ok(Ok(tls)) => serve_connection(tls, app, &config, stopping).await,
+                        Ok(Ok(tls)) => serve_connection(tls, peer, app, &config, stopping).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -132,6 +132,7 @@ impl Drop for InFlight {
 
 async fn serve_connection<I>(
     io: I,
+    peer: std::net::SocketAddr,
     app: axum::Router,
     config: &WireConfig,
     mut stopping: watch::Receiver<bool>,
@@ -145,7 +146,10 @@ async fn serve_connection<I>(
     });
     let inner = TowerToHyperService::new(app);
     let counted = Arc::clone(&activity);
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request
+            .extensions_mut()
+            .insert(crate::wire::RemoteAddr(peer));
         counted.begin();
         let guard = InFlight(Arc::clone(&counted));
         let call = hyper::service::Service::call(&inner, request);

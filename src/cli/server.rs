@@ -24,14 +24,28 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     };
     // In dev mode root passwords are not rotated: the storage is in memory
     // (see EngineOptions).
-    let options = server::EngineOptions {
-        keep_root_password: root_token.is_some(),
+    let options = server::ServerOptions {
+        engine: server::EngineOptions {
+            keep_root_password: root_token.is_some(),
+        },
+        audit: config.audit.clone(),
+        ..server::ServerOptions::default()
     };
     // The workers run until this function returns, after serving stops.
     let server::Assembled {
         router,
         workers: _workers,
-    } = server::assemble_with(storage, options).await?;
+    } = server::assemble_options(storage, options).await?;
+    // SIGHUP reopens the audit files (log rotation).
+    if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let audit = router.audit.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reopening the audit devices");
+                audit.reopen();
+            }
+        });
+    }
     let listener = server::bind(config.address).await?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -6,13 +6,16 @@ pub mod docs;
 pub mod mount_input;
 pub mod mounts;
 pub mod sys_routes;
+mod trail;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::audit::Broker;
 use crate::auth::{Capability, PolicyStore, TokenStore};
+use crate::lease::LeaseManager;
 use crate::logical::{Caller, FieldData, Operation, Request, Response};
 use crate::Error as AnyError;
 pub use mounts::{Backend, MountConfig, MountEntry, MountSettings, Mounts};
@@ -81,6 +84,8 @@ pub struct Incoming {
     /// the token and the ACL have been checked, as Vault checks them before
     /// wrapping: a token the ACL denies gets its 403, not this 400.
     pub wrap: bool,
+    /// The client's address, for the audit record.
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 /// The dispatcher every HTTP request goes through.
@@ -88,10 +93,42 @@ pub struct Router {
     pub mounts: Arc<Mounts>,
     pub tokens: TokenStore,
     pub policies: PolicyStore,
+    /// Every request's records go through it.
+    pub audit: Broker,
+    /// Revokes a lease whose response record reached no device: a
+    /// credential nobody can account for is not handed out.
+    pub leases: Arc<LeaseManager>,
 }
+
+use trail::Trail;
 
 impl Router {
     pub async fn handle(&self, incoming: Incoming) -> Result<Response, AnyError> {
+        if !self.audit.enabled() || crate::audit::exempt(&incoming.path) {
+            return self.route(&incoming, None).await;
+        }
+        let mut trail = Trail::new(&incoming);
+        let result = self.route(&incoming, Some(&mut trail)).await;
+        if let Err(e) = trail.after(&self.audit, &result).await {
+            if let Ok(Response {
+                secret: Some(secret),
+                ..
+            }) = &result
+            {
+                if let Err(revoke) = self.leases.revoke(&secret.lease_id).await {
+                    tracing::error!(lease_id = %secret.lease_id, error = %revoke, "cannot revoke a lease whose response was not audited");
+                }
+            }
+            return Err(e);
+        }
+        result
+    }
+
+    async fn route(
+        &self,
+        incoming: &Incoming,
+        mut trail: Option<&mut Trail>,
+    ) -> Result<Response, AnyError> {
         let mut path = incoming.path.clone();
         if incoming.operation == Operation::List && !path.ends_with('/') {
             path.push('/');
@@ -119,7 +156,7 @@ impl Router {
                     ..Caller::default()
                 };
                 return self
-                    .dispatch(route, captures, &incoming, mount, rest, caller)
+                    .dispatch(route, captures, incoming, mount, rest, caller, trail)
                     .await;
             }
         }
@@ -132,6 +169,9 @@ impl Router {
             .lookup(token)
             .await?
             .ok_or(Error::MissingToken)?;
+        if let Some(trail) = trail.as_deref_mut() {
+            trail.token(token, &entry);
+        }
         // Spent before anything else, as Vault does: a help request or one
         // the ACL refuses costs a use too.
         let last_use = self
@@ -140,7 +180,7 @@ impl Router {
             .await?
             .ok_or(Error::MissingToken)?;
         let result = self
-            .authorized(token, &entry, &incoming, path, &found, &matched)
+            .authorized(token, &entry, incoming, path, &found, &matched, trail)
             .await;
         if last_use {
             // The token's last use is spent; it goes even if the request failed.
@@ -151,6 +191,7 @@ impl Router {
 
     /// The rest of [`Router::handle`] once the token is known and its use
     /// counted: the ACL check, then the handler.
+    #[allow(clippy::too_many_arguments)]
     async fn authorized(
         &self,
         token: &str,
@@ -159,6 +200,7 @@ impl Router {
         path: String,
         found: &Option<(MountEntry, Arc<AnyBackend>, String)>,
         matched: &Option<(&AnyRoute, BTreeMap<String, String>)>,
+        trail: Option<&mut Trail>,
     ) -> Result<Response, AnyError> {
         let acl = self.policies.acl(&entry.policies).await?;
         let list = incoming.operation == Operation::List;
@@ -226,7 +268,7 @@ impl Router {
             root: acl.is_root(),
             sudo,
         };
-        self.dispatch(route, captures, incoming, mount, rest, caller)
+        self.dispatch(route, captures, incoming, mount, rest, caller, trail)
             .await
     }
 
@@ -253,6 +295,7 @@ impl Router {
         Ok(response.data.is_some())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn dispatch(
         &self,
         route: &AnyRoute,
@@ -261,6 +304,7 @@ impl Router {
         mount: &MountEntry,
         rest: &str,
         caller: Caller,
+        trail: Option<&mut Trail>,
     ) -> Result<Response, AnyError> {
         let spec = route
             .operation(incoming.operation)
@@ -278,6 +322,11 @@ impl Router {
             fields,
             caller,
         };
+        // The request record before the handler: a request no device
+        // recorded does not run.
+        if let Some(trail) = trail {
+            trail.before_handler(&self.audit, mount).await?;
+        }
         let mut response = (spec.handler)(request).await?;
         if !unknown.is_empty() && !response.is_empty() && response.raw.is_none() {
             response.warnings.push(format!(

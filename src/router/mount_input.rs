@@ -82,6 +82,21 @@ impl MountInput {
     /// Applies the settings to `entry`, refusing a default TTL above the
     /// maximum; on an error `entry` is not to be used.
     pub fn apply(&self, entry: &mut MountEntry) -> Result<(), AnyError> {
+        for (key, list) in &self.lists {
+            if !key.starts_with("audit_non_hmac_") {
+                continue;
+            }
+            if let Some(name) = list
+                .iter()
+                .find(|k| crate::audit::hash::NEVER_CLEAR.contains(&k.as_str()))
+            {
+                return Err(sys::Error::NeverClear {
+                    key,
+                    name: name.clone(),
+                }
+                .into());
+            }
+        }
         let config = MountConfig {
             default_lease_ttl: self
                 .default_lease_ttl

@@ -30,6 +30,8 @@ pub enum StartError {
     Config(#[from] crate::config::Error),
     #[error("storage: {0}")]
     Storage(#[from] storage::Error),
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::Error),
     #[error("{0}")]
     Auth(#[from] crate::auth::Error),
     #[error("{0}")]
@@ -90,6 +92,34 @@ pub async fn assemble_at(
     engine_options: EngineOptions,
     clock: Clock,
 ) -> Result<Assembled, StartError> {
+    let options = ServerOptions {
+        engine: engine_options,
+        clock,
+        ..ServerOptions::default()
+    };
+    assemble_options(storage, options).await
+}
+
+/// What a server is built with besides its storage.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    pub engine: EngineOptions,
+    pub clock: Clock,
+    /// Declared audit devices and the audit settings of the config file.
+    pub audit: crate::audit::Config,
+}
+
+/// Builds the router over unsealed storage with every option.
+pub async fn assemble_options(
+    storage: Storage,
+    options: ServerOptions,
+) -> Result<Assembled, StartError> {
+    let ServerOptions {
+        engine: engine_options,
+        clock,
+        audit,
+    } = options;
+    let audit = crate::audit::Broker::load(storage.clone(), &audit).await?;
     let cluster = ClusterInfo::load_or_create(&storage).await?;
     let tokens = TokenStore::with_clock(storage.clone(), clock.clone());
     let policies = PolicyStore::new(storage.clone());
@@ -147,6 +177,7 @@ pub async fn assemble_at(
         tokens: tokens.clone(),
         policies: policies.clone(),
         leases: Arc::clone(&leases),
+        audit: audit.clone(),
         cluster,
         active_since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
@@ -157,6 +188,7 @@ pub async fn assemble_at(
         sys::health::routes(&state),
         sys::policy::routes(&state),
         sys::leases::routes(&state),
+        sys::audit::routes(&state),
     ] {
         sys_routes_table.extend(routes.into_iter().map(|r| r.map_err(crate::Error::from)));
     }
@@ -191,6 +223,8 @@ pub async fn assemble_at(
             mounts,
             tokens,
             policies,
+            audit,
+            leases,
         }),
         workers: Workers { _stop: shutdown },
     })

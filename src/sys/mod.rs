@@ -2,6 +2,7 @@
 //! capabilities) and the `auth/token/` routes. The router adds the mount
 //! table and OpenAPI routes to `sys/` itself.
 
+pub mod audit;
 pub mod health;
 pub mod leases;
 pub mod policy;
@@ -30,6 +31,8 @@ pub enum Error {
     MountConfig,
     #[error("invalid listing_visibility {0}")]
     ListingVisibility(String),
+    #[error("{key} may not list {name:?}: audit records always hash it")]
+    NeverClear { key: &'static str, name: String },
     #[error("paths must be supplied")]
     PathsRequired,
     #[error("missing path: every entry of \"paths\" must be a non-empty path")]
@@ -49,6 +52,8 @@ pub enum Error {
     TokenNotFound,
     #[error(transparent)]
     Auth(#[from] crate::auth::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
     #[error(transparent)]
     Lease(#[from] crate::lease::Error),
     #[error(transparent)]
@@ -86,6 +91,7 @@ pub struct SysState {
     pub tokens: TokenStore,
     pub policies: PolicyStore,
     pub leases: std::sync::Arc<LeaseManager>,
+    pub audit: crate::audit::Broker,
     pub cluster: ClusterInfo,
     /// When this server became active (RFC 3339), for `sys/leader`.
     pub active_since: String,

@@ -8,7 +8,7 @@
 use axum::http::StatusCode;
 
 use super::RequestError;
-use crate::{auth, engine, lease, router, sys, Error};
+use crate::{audit, auth, engine, lease, router, sys, Error};
 
 /// How Vault wraps some errors ("1 error occurred:"); scripts grep these.
 fn wrapped(message: &str) -> String {
@@ -82,6 +82,7 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             sys::Error::InvalidTtl { .. }
             | sys::Error::BadQueryParameter { .. }
             | sys::Error::PathsRequired
+            | sys::Error::NeverClear { .. }
             | sys::Error::MissingPath
             | sys::Error::MountConfig
             | sys::Error::ListingVisibility(_)
@@ -95,6 +96,7 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             // Errors of the layers below, as when they come alone.
             sys::Error::Auth(e) => auth_status(e),
             sys::Error::Lease(e) => lease_status(e),
+            sys::Error::Audit(e) => audit_status(e),
             sys::Error::Storage(_) => internal(),
         },
         Error::Engine(e) => match e {
@@ -142,7 +144,27 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             engine::Error::Fault { .. } | engine::Error::Storage(_) => internal(),
         },
         Error::Lease(e) => lease_status(e),
+        Error::Audit(e) => audit_status(e),
         Error::Storage(_) => internal(),
+    }
+}
+
+fn audit_status(e: &audit::Error) -> (StatusCode, Vec<String>) {
+    match e {
+        audit::Error::ApiCreationDisabled
+        | audit::Error::Declared
+        | audit::Error::PathInUse
+        | audit::Error::FileInUse(..)
+        | audit::Error::BadPath(_)
+        | audit::Error::UnknownType(_)
+        | audit::Error::BadOption(_)
+        | audit::Error::TestMessage(_)
+        | audit::Error::UnknownDevice(_)
+        | audit::Error::EmptyInput => bad(e),
+        // Vault's answer when no device took a record: nothing of why.
+        audit::Error::NotLogged(_) | audit::Error::Start { .. } | audit::Error::Storage(_) => {
+            internal()
+        }
     }
 }
 

@@ -71,6 +71,11 @@ pub fn default_max_connections() -> usize {
     (usable / 4 * 3).clamp(16, 65_536) as usize
 }
 
+/// The client's address, put in each request's extensions by the listener
+/// (the audit record shows it).
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
 /// Vault's default request size limit.
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
 

@@ -212,6 +212,7 @@ pub async fn decode(
         token: token(&parts.headers),
         help: help || method == "HELP",
         wrap: parts.headers.contains_key("x-vault-wrap-ttl"),
+        remote: parts.extensions.get::<super::RemoteAddr>().map(|r| r.0),
     })
 }
 

@@ -3,6 +3,7 @@
 Run by tests/it/hvac.rs with VAULT_ADDR and VAULT_TOKEN (root) set. Every
 check compares values; any failure raises and exits non-zero.
 """
+import json
 import os
 import sys
 
@@ -75,6 +76,24 @@ try:
     raise AssertionError("an invalid policy was accepted")
 except hvac.exceptions.InvalidRequest as e:
     check("fly" in str(e), "InvalidRequest names the bad capability")
+
+# Audit devices (the Rust side allowed API creation and gave a directory).
+audit_dir = os.environ.get("PGSECRETS_AUDIT_DIR")
+if audit_dir:
+    log = os.path.join(audit_dir, "hvac-audit.log")
+    root.sys.enable_audit_device("file", description="hvac", options={"file_path": log}, path="hvac-file")
+    devices = root.sys.list_enabled_audit_devices()
+    check(devices["data"]["hvac-file/"]["options"]["file_path"] == log, "sys.list_enabled_audit_devices")
+    hashed = root.sys.calculate_hash(path="hvac-file", input_to_hash=root.token)
+    digest = hashed["data"]["hash"]
+    check(digest.startswith("hmac-sha256:"), "sys.calculate_hash")
+    root.sys.list_mounted_secrets_engines()
+    with open(log) as f:
+        lines = [json.loads(line) for line in f]
+    check(any(l["auth"].get("client_token") == digest for l in lines), "the log holds the token's hash, not the token")
+    check(all(root.token not in json.dumps(l) for l in lines), "no token in clear")
+    root.sys.disable_audit_device("hvac-file")
+    check("hvac-file/" not in root.sys.list_enabled_audit_devices()["data"], "sys.disable_audit_device")
 
 # Credentials and leases (the Rust side registered a cluster, a database and a role).
 creds_path = os.environ.get("PGSECRETS_CREDS_PATH")

@@ -788,22 +788,7 @@ async fn a_cluster_without_a_free_connection_answers_503_and_creates_nothing() {
         .batch_execute("BEGIN; LOCK TABLE pg_authid IN EXCLUSIVE MODE;")
         .await
         .unwrap();
-    let first = {
-        let (client, url, token) = (
-            s.client.clone(),
-            format!("{}/v1/{path}", s.url),
-            s.root_token.clone(),
-        );
-        tokio::spawn(async move {
-            client
-                .get(url)
-                .header("X-Vault-Token", token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
+    let first = s.spawn_read(path);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let users_before = count_issued(pg).await;
     let r = s.read(path).await;
@@ -811,7 +796,7 @@ async fn a_cluster_without_a_free_connection_answers_503_and_creates_nothing() {
     assert!(r.error().contains("no free connection"), "{}", r.text);
     locker.batch_execute("COMMIT").await.unwrap();
     assert_eq!(
-        first.await.unwrap(),
+        first.await.unwrap().0,
         200,
         "the first request completes once unblocked"
     );

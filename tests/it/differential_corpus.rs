@@ -255,6 +255,27 @@ fn corpus() -> Vec<Case> {
         ),
         case(USERS, "DELETE", "sys/policies/acl/root", None),
         case(USERS, "DELETE", "sys/policies/acl/default", None),
+        // Audit devices: API creation is off in both by default.
+        case(ALL, "GET", "sys/audit", None),
+        case(
+            USERS,
+            "PUT",
+            "sys/audit/diff-file",
+            Some(json!({"type": "file", "options": {"file_path": "discard"}})),
+        ),
+        case(
+            USERS,
+            "PUT",
+            "sys/audit/diff-file",
+            Some(json!({"type": "bogus"})),
+        ),
+        case(USERS, "DELETE", "sys/audit/diff-none", None),
+        case(
+            USERS,
+            "PUT",
+            "sys/audit-hash/diff-none",
+            Some(json!({"input": "x"})),
+        ),
         // Legacy policies.
         case(USERS, "GET", "sys/policy", None),
         case(USERS, "LIST", "sys/policy", None),

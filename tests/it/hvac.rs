@@ -12,7 +12,13 @@ use crate::support::server::TestServer;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_hvac_client_works_unchanged() {
-    let s = TestServer::start().await;
+    // API-enabled audit devices, for hvac's `sys.enable_audit_device`.
+    let s = TestServer::start_with_audit(pgsecrets::audit::Config {
+        allow_api_creation: true,
+        ..Default::default()
+    })
+    .await;
+    let audit_dir = tempfile::tempdir().unwrap();
     let pg = crate::support::pg::Pg::shared();
     let creds_path = crate::support::engine::setup(
         &s,
@@ -25,12 +31,14 @@ async fn the_hvac_client_works_unchanged() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat/hvac_smoke.py");
     let url = s.url.clone();
     let token = s.root_token.clone();
+    let audit_path = audit_dir.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .arg(script)
             .env("VAULT_ADDR", url)
             .env("VAULT_TOKEN", token)
             .env("PGSECRETS_CREDS_PATH", creds_path)
+            .env("PGSECRETS_AUDIT_DIR", audit_path)
             .output()
             .unwrap()
     })
@@ -46,4 +54,5 @@ async fn the_hvac_client_works_unchanged() {
         stdout.contains("hvac compatibility: all checks passed"),
         "{stdout}"
     );
+    assert!(stdout.contains("ok: sys.calculate_hash"), "{stdout}");
 }

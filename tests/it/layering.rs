@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("client", 10),
     ("lease", 20),
     ("auth", 20),
+    ("audit", 20),
     ("engine", 30),
     ("sys", 30),
     ("error", 35),

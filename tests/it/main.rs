@@ -6,6 +6,7 @@ mod support;
 
 mod adversarial;
 mod agent;
+mod audit;
 mod bao_cli;
 mod bench;
 mod cli;

@@ -17,6 +17,8 @@ pub struct TestServer {
     pub storage: Storage,
     pub root_token: String,
     pub client: reqwest::Client,
+    /// Its audit devices (a test "sends SIGHUP" with `audit.reopen()`).
+    pub audit: pgsecrets::audit::Broker,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -70,6 +72,25 @@ impl TestServer {
         TestServer::serve(storage, root, wire, "127.0.0.1:0", Default::default()).await
     }
 
+    /// Fresh in-memory storage, with these audit devices and settings.
+    pub async fn start_with_audit(audit: pgsecrets::audit::Config) -> TestServer {
+        let (storage, root) = server::fresh_inmem(None).await.expect("fresh storage");
+        TestServer::start_on_with_audit(storage, root, audit).await
+    }
+
+    /// Serves already-initialised storage with these audit settings.
+    pub async fn start_on_with_audit(
+        storage: Storage,
+        root: String,
+        audit: pgsecrets::audit::Config,
+    ) -> TestServer {
+        let options = server::ServerOptions {
+            audit,
+            ..Default::default()
+        };
+        TestServer::serve(storage, root, WireConfig::default(), "127.0.0.1:0", options).await
+    }
+
     /// Serves already-initialised storage on a clock of the test's: a
     /// server restarted "hours later" without a test waiting for them.
     pub async fn start_on_clock(
@@ -91,7 +112,11 @@ impl TestServer {
             max_request_size: 32 * 1024 * 1024,
             ..WireConfig::default()
         };
-        TestServer::serve(storage, root_token, wire, address, clock).await
+        let options = server::ServerOptions {
+            clock,
+            ..Default::default()
+        };
+        TestServer::serve(storage, root_token, wire, address, options).await
     }
 
     /// Serves already-initialised storage at `address`: a server coming back
@@ -114,15 +139,14 @@ impl TestServer {
         root_token: String,
         wire: WireConfig,
         address: &str,
-        clock: pgsecrets::logical::Clock,
+        options: server::ServerOptions,
     ) -> TestServer {
-        let server::Assembled { router, workers } = server::assemble_at(
-            storage.clone(),
-            server::EngineOptions::default(),
-            clock.clone(),
-        )
-        .await
-        .expect("assemble");
+        let clock = options.clock.clone();
+        let server::Assembled { router, workers } =
+            server::assemble_options(storage.clone(), options)
+                .await
+                .expect("assemble");
+        let audit = router.audit.clone();
         let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -141,6 +165,7 @@ impl TestServer {
             storage,
             root_token,
             client: reqwest::Client::new(),
+            audit,
             stop: Some(stop),
             task: Some(task),
         }
@@ -211,6 +236,25 @@ impl TestServer {
     }
     pub async fn write_as(&self, token: &str, path: &str, body: Value) -> Reply {
         self.request("POST", path, Some(token), Some(body)).await
+    }
+
+    /// A GET as root in a task of its own, for a request left in flight
+    /// while the test acts: its status and body.
+    pub fn spawn_read(&self, path: &str) -> tokio::task::JoinHandle<(u16, String)> {
+        let (client, url, token) = (
+            self.client.clone(),
+            format!("{}/v1/{path}", self.url),
+            self.root_token.clone(),
+        );
+        tokio::spawn(async move {
+            let r = client
+                .get(url)
+                .header("X-Vault-Token", token)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
     }
 
     /// Creates a token with the given policies and returns it.
