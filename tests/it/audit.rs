@@ -565,3 +565,72 @@ async fn a_credential_whose_response_is_not_recorded_is_revoked() {
         .await;
     assert_eq!(r.status, 404, "a lease is left: {}", r.text);
 }
+
+/// A socket device whose peer never reads: its writes fail after
+/// `write_timeout` and, alone, it refuses requests; beside a file device
+/// the server keeps serving.
+#[tokio::test]
+async fn a_socket_that_never_reads_fails_while_a_file_device_keeps_service_up() {
+    // Accepts, and never reads a byte.
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = peer.local_addr().unwrap().to_string();
+    let held = std::thread::spawn(move || {
+        let mut streams = Vec::new();
+        for stream in peer.incoming().take(8) {
+            streams.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+        drop(streams);
+    });
+    let socket = Spec {
+        path: "net".into(),
+        kind: "socket".into(),
+        description: String::new(),
+        options: BTreeMap::from([
+            ("address".into(), address),
+            ("write_timeout".into(), "1s".into()),
+        ]),
+        local: false,
+    };
+    // Records of ~400 KiB each (every string becomes a 76-byte hash) fill
+    // the peer's buffers in a few dozen requests.
+    let big: serde_json::Map<String, Value> = (0..4000)
+        .map(|i| (format!("k{i}"), Value::from("v")))
+        .collect();
+    let body = json!({"policy": "path \"x\" { capabilities = [\"read\"] }", "extra": big});
+
+    let dir = tempfile::tempdir().unwrap();
+    let both = TestServer::start_with_audit(declared(vec![
+        socket.clone(),
+        file_device("file", &dir.path().join("audit.log")),
+    ]))
+    .await;
+    let failures = || {
+        both.audit
+            .failures()
+            .request
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    for i in 0..60 {
+        let r = both
+            .write(&format!("sys/policies/acl/p{i}"), body.clone())
+            .await;
+        assert!(r.status.is_success(), "request {i}: {}", r.text);
+    }
+    assert_eq!(failures(), 0);
+
+    let alone = TestServer::start_with_audit(declared(vec![socket])).await;
+    let mut refused = None;
+    for i in 0..200 {
+        let r = alone
+            .write(&format!("sys/policies/acl/p{i}"), body.clone())
+            .await;
+        if r.status == 500 {
+            refused = Some(i);
+            break;
+        }
+        assert!(r.status.is_success(), "{}", r.text);
+    }
+    assert!(refused.is_some(), "a socket nobody reads never failed");
+    drop(held);
+}

@@ -13,14 +13,14 @@ use crate::support::engine::root_user;
 use crate::support::pg::Pg;
 use crate::support::process::free_port;
 
-async fn call(url: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+async fn call(url: &str, token: &str, method: &str, path: &str, body: Option<Value>) -> Value {
     let client = reqwest::Client::new();
     let mut request = client
         .request(
             reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
             format!("{url}/v1/{path}"),
         )
-        .header("X-Vault-Token", "logs-root-token");
+        .header("X-Vault-Token", token);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -37,15 +37,26 @@ async fn trace_logs_carry_no_password_and_no_verifier() {
     let (user, initial) = root_user(pg, "root_adv_logs").await;
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
+    // With an audit device: neither log may hold a secret.
+    let dir = tempfile::tempdir().unwrap();
+    let audit_log = dir.path().join("audit.log");
+    let config = dir.path().join("dev.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[audit]]\npath = \"file\"\ntype = \"file\"\noptions = {{ file_path = \"{}\" }}\n\
+             [listener]\naddress = \"127.0.0.1:{port}\"\n[storage]\nbackend = \"inmem\"\n",
+            audit_log.display()
+        ),
+    )
+    .unwrap();
+    // In-memory storage from a config file: initialised at start, its root
+    // token printed, as in dev mode.
     let mut server = Command::new(env!("CARGO_BIN_EXE_pgsecrets"))
-        .args([
-            "server",
-            "-dev",
-            "-dev-root-token-id=logs-root-token",
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ])
+        .args(["server", "--config"])
+        .arg(&config)
         .env("PGSECRETS_LOG", "trace")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -56,6 +67,10 @@ async fn trace_logs_carry_no_password_and_no_verifier() {
         stderr.read_to_string(&mut logs).unwrap();
         logs
     });
+    let token = crate::support::process::read_until(&mut server, "Root Token: ")
+        .last()
+        .and_then(|l| l.strip_prefix("Root Token: ").map(str::to_string))
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("{url}/v1/sys/health")).await.is_err() {
         assert!(Instant::now() < deadline, "dev server never answered");
@@ -66,6 +81,7 @@ async fn trace_logs_carry_no_password_and_no_verifier() {
     // a role, a credential: every statement that carries a verifier.
     call(
         &url,
+        &token,
         "POST",
         "database/cluster/logs",
         Some(json!({
@@ -76,6 +92,7 @@ async fn trace_logs_carry_no_password_and_no_verifier() {
     .await;
     call(
         &url,
+        &token,
         "POST",
         "database/cluster/logs/logs_db",
         Some(json!({})),
@@ -83,14 +100,22 @@ async fn trace_logs_carry_no_password_and_no_verifier() {
     .await;
     call(
         &url,
+        &token,
         "POST",
         "database/roles/app",
         Some(json!({"default_ttl": "1h"})),
     )
     .await;
-    let creds = call(&url, "GET", "database/creds/logs/logs_db/app", None).await;
-    call(&url, "POST", "database/rotate-root/logs", Some(json!({}))).await;
-    let cluster = call(&url, "GET", "database/cluster/logs", None).await;
+    let creds = call(&url, &token, "GET", "database/creds/logs/logs_db/app", None).await;
+    call(
+        &url,
+        &token,
+        "POST",
+        "database/rotate-root/logs",
+        Some(json!({})),
+    )
+    .await;
+    let cluster = call(&url, &token, "GET", "database/cluster/logs", None).await;
 
     let _ = Command::new("kill")
         .arg("-TERM")
@@ -121,9 +146,17 @@ async fn trace_logs_carry_no_password_and_no_verifier() {
             creds["data"]["password"].as_str().unwrap().to_string(),
         ),
     ];
+    let audit = std::fs::read_to_string(&audit_log).unwrap();
+    assert!(
+        audit.contains("\"path\":\"database/creds/logs/logs_db/app\""),
+        "the audit log was written: {audit}"
+    );
     for (what, secret) in secrets {
         assert!(!logs.contains(&secret), "{what} is in the log");
+        assert!(!audit.contains(&secret), "{what} is in the audit log");
     }
+    assert!(!audit.contains(&token), "the token is in the audit log");
+    assert!(!logs.contains(&token), "the token is in the log");
     assert!(
         !logs.contains("SCRAM-SHA-256$"),
         "a SCRAM verifier is in the log: {}",
