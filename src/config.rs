@@ -62,6 +62,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Declared audit devices and the audit settings.
     pub audit: crate::audit::Config,
+    /// `listener.unauthenticated_metrics_access`: `sys/metrics` without a token.
+    pub unauthenticated_metrics: bool,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +104,7 @@ struct FileListener {
     http_read_timeout: Option<String>,
     http_idle_timeout: Option<String>,
     max_connections: Option<usize>,
+    unauthenticated_metrics_access: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -129,6 +132,7 @@ impl Config {
             seal: SealConfig::default(),
             log_format: LogFormat::Human,
             audit: crate::audit::Config::default(),
+            unauthenticated_metrics: false,
         }
     }
 
@@ -158,6 +162,7 @@ impl Config {
             http_read_timeout: None,
             http_idle_timeout: None,
             max_connections: None,
+            unauthenticated_metrics_access: None,
         });
         let address_text = listener.address.unwrap_or_else(|| "127.0.0.1:8200".into());
         let address: SocketAddr = address_text.parse().map_err(|_| {
@@ -290,6 +295,7 @@ impl Config {
                 allow_api_creation: file.unsafe_allow_api_audit_creation,
                 continue_on_failure,
             },
+            unauthenticated_metrics: listener.unauthenticated_metrics_access.unwrap_or(false),
         })
     }
 }

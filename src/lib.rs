@@ -25,6 +25,7 @@
 //! - [`audit`]: audit devices: request and response records, HMAC, blocking.
 //! - [`postgres`]: connections, TLS, pools, SCRAM verifiers.
 //! - [`storage`]: the ordered key-value trait, its backends, the encryption barrier.
+//! - [`telemetry`]: each server's metrics registry (Prometheus text, Vault's names).
 //! - [`logical`]: plain types shared by every layer (operations, requests,
 //!   responses, routes, fields).
 //! - [`error`]: the error every handler returns, wrapping each layer's own enum.
@@ -47,6 +48,7 @@ pub mod router;
 pub mod server;
 pub mod storage;
 pub mod sys;
+pub mod telemetry;
 pub mod wire;
 
 pub use error::Error;

@@ -29,6 +29,7 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
             keep_root_password: root_token.is_some(),
         },
         audit: config.audit.clone(),
+        unauthenticated_metrics: config.unauthenticated_metrics,
         ..server::ServerOptions::default()
     };
     // The workers run until this function returns, after serving stops.
@@ -36,6 +37,12 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         router,
         workers: _workers,
     } = server::assemble_options(storage, options).await?;
+    if let Some(tls) = &config.tls {
+        let pem = std::fs::read(&tls.cert_file)?;
+        if let Some(not_after) = crate::telemetry::not_after(&pem) {
+            router.telemetry.certificate("listener", not_after);
+        }
+    }
     // SIGHUP reopens the audit files (log rotation).
     if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         let audit = router.audit.clone();

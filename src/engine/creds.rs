@@ -58,8 +58,24 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
     .op(
         Operation::Read,
         "Create a user and return its credentials with a lease.",
-        handler(engine, issue),
+        handler(engine, issue_measured),
     )]
+}
+
+async fn issue_measured(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
+    use crate::telemetry::name;
+    let started = std::time::Instant::now();
+    let cluster = req.capture("cluster");
+    let telemetry = engine.telemetry.clone();
+    let result = issue(engine, req).await;
+    super::measured(
+        &telemetry,
+        (name::CREATE_USER, name::CREATE_USER_ERROR),
+        &cluster,
+        started,
+        &result,
+    );
+    result
 }
 
 /// `VALID UNTIL` text for a unix time.

@@ -162,6 +162,20 @@ impl Error {
     /// server error of the classes "connection exception" (08),
     /// "insufficient resources" (53) or "operator intervention" (57:
     /// shutting down, restarting).
+    /// The `kind` label of `pgsecrets_postgres_errors` for an error that
+    /// came from (or on the way to) PostgreSQL; `None` for the others.
+    pub fn postgres_kind(&self) -> Option<&'static str> {
+        match self {
+            Error::Unreachable { .. } => Some("unreachable"),
+            Error::Timeout { .. } => Some("timeout"),
+            Error::Busy { .. } => Some("busy"),
+            Error::Tls(_) | Error::TlsRefused(_) => Some("tls"),
+            Error::Postgres(_) => Some("connection"),
+            Error::Refused { .. } => Some("refused"),
+            _ => None,
+        }
+    }
+
     pub fn is_unavailable(&self) -> bool {
         match self {
             Error::Unreachable { .. }
@@ -243,6 +257,8 @@ pub struct Engine {
     /// The mount's live TTL settings (`sys/mounts/<path>/tune`).
     pub tuning: Arc<RwLock<MountConfig>>,
     pub leases: Arc<LeaseManager>,
+    /// The server's metrics: users created, revoked, renewed; PostgreSQL errors.
+    pub telemetry: crate::telemetry::Telemetry,
     pub pools: pools::Pools,
     /// One lock per cluster name, held while its configuration changes, so
     /// two writes cannot rotate the same passwords at once. Issuing
@@ -424,11 +440,36 @@ impl Engine {
 
 /// Builds the engine's backend for one mount, connects it to the lease
 /// manager and resolves unfinished rotations in the background.
+/// Records one call to PostgreSQL on behalf of a lease (Vault's
+/// `vault_database_<Op>` summary, or its `_error` counter), and a
+/// PostgreSQL error by cluster and kind.
+pub fn measured<T>(
+    telemetry: &crate::telemetry::Telemetry,
+    (name, error_name): (&'static str, &'static str),
+    cluster: &str,
+    started: std::time::Instant,
+    result: &Result<T, Error>,
+) {
+    match result {
+        Ok(_) => telemetry.measure(name, started),
+        Err(e) => {
+            telemetry.count(error_name, &[]);
+            if let Some(kind) = e.postgres_kind() {
+                telemetry.count(
+                    crate::telemetry::name::POSTGRES_ERRORS,
+                    &[("cluster", cluster), ("kind", kind)],
+                );
+            }
+        }
+    }
+}
+
 pub fn backend(
     storage: Storage,
     mount: &MountEntry,
     leases: Arc<LeaseManager>,
     options: EngineOptions,
+    telemetry: crate::telemetry::Telemetry,
 ) -> Backend<Error> {
     let tuning = Arc::new(RwLock::new(mount.config));
     let engine = Arc::new(Engine {
@@ -438,6 +479,7 @@ pub fn backend(
         mount: mount.clone(),
         tuning: Arc::clone(&tuning),
         leases,
+        telemetry,
         pools: pools::Pools::default(),
         locks: Mutex::new(HashMap::new()),
         registrations: tokio::sync::Mutex::new(()),

@@ -251,7 +251,14 @@ impl Engine {
 
 impl Revoker for Engine {
     fn revoke<'a>(&'a self, lease: &'a LeaseEntry) -> BoxFuture<'a, Result<(), RevokerError>> {
-        Box::pin(async move { self.revoke_lease(lease).await.map_err(text) })
+        Box::pin(async move {
+            use crate::telemetry::name;
+            let started = std::time::Instant::now();
+            let result = self.revoke_lease(lease).await;
+            let names = (name::REVOKE_USER, name::REVOKE_USER_ERROR);
+            super::measured(&self.telemetry, names, &lease.cluster, started, &result);
+            result.map_err(text)
+        })
     }
 
     fn renew_limits<'a>(
@@ -267,9 +274,12 @@ impl Revoker for Engine {
         expire_time: i64,
     ) -> BoxFuture<'a, Result<(), RevokerError>> {
         Box::pin(async move {
-            self.move_valid_until(lease, expire_time)
-                .await
-                .map_err(text)
+            use crate::telemetry::name;
+            let started = std::time::Instant::now();
+            let result = self.move_valid_until(lease, expire_time).await;
+            let names = (name::RENEW_USER, name::RENEW_USER_ERROR);
+            super::measured(&self.telemetry, names, &lease.cluster, started, &result);
+            result.map_err(text)
         })
     }
 }

@@ -52,6 +52,8 @@ pub struct LeaseManager {
     locks: LeaseLocks,
     /// The time leases are issued, renewed and expired by.
     pub clock: Clock,
+    /// Expirations and their failures are counted here.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// A lease stored before its user was created (see
@@ -134,12 +136,22 @@ impl LeaseManager {
 
     /// A manager reading `clock` (tests advance it instead of sleeping).
     pub fn with_clock(storage: Storage, clock: Clock) -> Arc<LeaseManager> {
+        LeaseManager::with_telemetry(storage, clock, Default::default())
+    }
+
+    /// A manager reading `clock` and counting into `telemetry`.
+    pub fn with_telemetry(
+        storage: Storage,
+        clock: Clock,
+        telemetry: crate::telemetry::Telemetry,
+    ) -> Arc<LeaseManager> {
         Arc::new(LeaseManager {
             storage,
             revokers: RwLock::new(HashMap::new()),
             notify: Notify::new(),
             locks: LeaseLocks::default(),
             clock,
+            telemetry,
         })
     }
 
@@ -579,5 +591,12 @@ impl LeaseManager {
 
     pub async fn irrevocable_count(&self) -> Result<usize, Error> {
         Ok(self.storage.list(IRREVOCABLE).await?.len())
+    }
+
+    /// Leases held, from the expiry index (one key a lease): read when
+    /// metrics are scraped, so its cost grows with the leases held.
+    pub async fn count(&self) -> Result<usize, Error> {
+        let end = format!("{}\u{10ffff}", keys::DUE);
+        Ok(self.storage.scan(keys::DUE, &end, usize::MAX).await?.len())
     }
 }

@@ -70,9 +70,15 @@ impl LeaseManager {
                     permit,
                     failed: None,
                 };
-                let _ = manager
+                use crate::telemetry::name;
+                let counted = match manager
                     .revoke_entry(&lease_id, Cause::Due(now), Some(slot))
-                    .await;
+                    .await
+                {
+                    Ok(()) => name::LEASE_EXPIRATION,
+                    Err(_) => name::LEASE_EXPIRATION_ERROR,
+                };
+                manager.telemetry.count(counted, &[]);
             });
         }
         while tasks.join_next().await.is_some() {}

@@ -23,6 +23,8 @@ pub struct Response {
     pub raw: Option<Value>,
     /// A status other than the default 200/204.
     pub status: Option<u16>,
+    /// A plain-text body (the Prometheus format), sent as is.
+    pub text: Option<String>,
 }
 
 impl Response {
@@ -69,6 +71,14 @@ impl Response {
         Response {
             raw: Some(body),
             status: Some(status),
+            ..Response::default()
+        }
+    }
+
+    /// A plain-text body, sent as is with status 200.
+    pub fn text(body: String) -> Response {
+        Response {
+            text: Some(body),
             ..Response::default()
         }
     }

@@ -98,6 +98,8 @@ pub struct Router {
     /// Revokes a lease whose response record reached no device: a
     /// credential nobody can account for is not handed out.
     pub leases: Arc<LeaseManager>,
+    /// The server's metrics (the wire layer times each request into it).
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 use trail::Trail;

@@ -107,6 +107,8 @@ pub struct ServerOptions {
     pub clock: Clock,
     /// Declared audit devices and the audit settings of the config file.
     pub audit: crate::audit::Config,
+    /// The listener's `unauthenticated_metrics_access`.
+    pub unauthenticated_metrics: bool,
 }
 
 /// Builds the router over unsealed storage with every option.
@@ -118,13 +120,15 @@ pub async fn assemble_options(
         engine: engine_options,
         clock,
         audit,
+        unauthenticated_metrics,
     } = options;
     let audit = crate::audit::Broker::load(storage.clone(), &audit).await?;
     let cluster = ClusterInfo::load_or_create(&storage).await?;
+    let telemetry = crate::telemetry::Telemetry::default();
     let tokens = TokenStore::with_clock(storage.clone(), clock.clone());
     let policies = PolicyStore::new(storage.clone());
     policies.bootstrap().await?;
-    let leases = LeaseManager::with_clock(storage.clone(), clock.clone());
+    let leases = LeaseManager::with_telemetry(storage.clone(), clock.clone(), telemetry.clone());
     {
         let leases = Arc::clone(&leases);
         // A revoked or expired token takes its leases with it: they are
@@ -145,6 +149,7 @@ pub async fn assemble_options(
     }
     let engine_storage = storage.clone();
     let engine_leases = Arc::clone(&leases);
+    let engine_telemetry = telemetry.clone();
     let mounts = Arc::new(Mounts::new(
         storage.clone(),
         Box::new(move |entry: &MountEntry| {
@@ -153,6 +158,7 @@ pub async fn assemble_options(
                 entry,
                 Arc::clone(&engine_leases),
                 engine_options,
+                engine_telemetry.clone(),
             )
             .map_err(crate::Error::from))
         }),
@@ -178,6 +184,8 @@ pub async fn assemble_options(
         policies: policies.clone(),
         leases: Arc::clone(&leases),
         audit: audit.clone(),
+        telemetry: telemetry.clone(),
+        unauthenticated_metrics,
         cluster,
         active_since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
@@ -189,6 +197,7 @@ pub async fn assemble_options(
         sys::policy::routes(&state),
         sys::leases::routes(&state),
         sys::audit::routes(&state),
+        sys::metrics::routes(&state),
     ] {
         sys_routes_table.extend(routes.into_iter().map(|r| r.map_err(crate::Error::from)));
     }
@@ -225,6 +234,7 @@ pub async fn assemble_options(
             policies,
             audit,
             leases,
+            telemetry,
         }),
         workers: Workers { _stop: shutdown },
     })

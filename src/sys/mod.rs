@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod health;
 pub mod leases;
+pub mod metrics;
 pub mod policy;
 pub mod token;
 
@@ -33,6 +34,8 @@ pub enum Error {
     ListingVisibility(String),
     #[error("{key} may not list {name:?}: audit records always hash it")]
     NeverClear { key: &'static str, name: String },
+    #[error("metric response format {0:?} unknown: pgsecrets serves format=prometheus")]
+    MetricsFormat(String),
     #[error("paths must be supplied")]
     PathsRequired,
     #[error("missing path: every entry of \"paths\" must be a non-empty path")]
@@ -92,6 +95,10 @@ pub struct SysState {
     pub policies: PolicyStore,
     pub leases: std::sync::Arc<LeaseManager>,
     pub audit: crate::audit::Broker,
+    pub telemetry: crate::telemetry::Telemetry,
+    /// `sys/metrics` needs no token (the listener's
+    /// `unauthenticated_metrics_access`).
+    pub unauthenticated_metrics: bool,
     pub cluster: ClusterInfo,
     /// When this server became active (RFC 3339), for `sys/leader`.
     pub active_since: String,

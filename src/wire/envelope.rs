@@ -58,6 +58,14 @@ pub fn encode(
     response: Response,
     head: bool,
 ) -> HttpResponse {
+    if let Some(text) = response.text {
+        let mut http = with_headers(StatusCode::OK, (!head).then(|| text.into_bytes()));
+        http.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return http;
+    }
     if let Some(raw) = &response.raw {
         let status = StatusCode::from_u16(response.status.unwrap_or(200)).unwrap_or(StatusCode::OK);
         return json_response(status, raw, head);

@@ -83,6 +83,7 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | sys::Error::BadQueryParameter { .. }
             | sys::Error::PathsRequired
             | sys::Error::NeverClear { .. }
+            | sys::Error::MetricsFormat(_)
             | sys::Error::MissingPath
             | sys::Error::MountConfig
             | sys::Error::ListingVisibility(_)

@@ -116,6 +116,9 @@ async fn serve(router: &Router, config: &WireConfig, request: Request<Body>) -> 
             envelope::error(&e, head)
         }
     };
+    router
+        .telemetry
+        .measure(crate::telemetry::name::HANDLE_REQUEST, started);
     tracing::info!(
         request_id = %id,
         method = %method,

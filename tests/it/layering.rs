@@ -14,6 +14,8 @@ const LAYERS: &[(&str, u32)] = &[
     // Randomness, as std is: below everything.
     ("random", 0),
     ("logical", 1),
+    // Metrics: every layer records into it, it names none.
+    ("telemetry", 2),
     ("storage", 10),
     ("postgres", 10),
     ("client", 10),

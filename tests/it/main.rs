@@ -28,6 +28,7 @@ mod grants;
 mod hvac;
 mod layering;
 mod metadata;
+mod metrics;
 mod mounts;
 mod node_vault;
 mod pg_fixture;
