@@ -105,6 +105,7 @@ struct FileListener {
     http_idle_timeout: Option<String>,
     max_connections: Option<usize>,
     unauthenticated_metrics_access: Option<bool>,
+    x_forwarded_for_authorized_addrs: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -163,6 +164,7 @@ impl Config {
             http_idle_timeout: None,
             max_connections: None,
             unauthenticated_metrics_access: None,
+            x_forwarded_for_authorized_addrs: None,
         });
         let address_text = listener.address.unwrap_or_else(|| "127.0.0.1:8200".into());
         let address: SocketAddr = address_text.parse().map_err(|_| {
@@ -214,6 +216,17 @@ impl Config {
             if let Some(text) = value {
                 *slot = listener_duration(name, text)?;
             }
+        }
+        for text in listener.x_forwarded_for_authorized_addrs.iter().flatten() {
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    Error::Invalid(format!(
+                        "listener.x_forwarded_for_authorized_addrs: {text:?} is not an address or CIDR block such as \"10.0.0.0/8\""
+                    ))
+                })?;
+            http.trusted_proxies.push(net);
         }
         if let Some(max) = listener.max_connections {
             if max == 0 {
@@ -388,6 +401,29 @@ mod tests {
         assert!(e.to_string().contains("audit_failure"), "{e}");
         let c = Config::parse("[storage]\nbackend = \"inmem\"", p).unwrap();
         assert!(!c.audit.allow_api_creation && !c.audit.continue_on_failure);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_cidr_blocks() {
+        let p = Path::new("/etc/x.toml");
+        let c = Config::parse(
+            "[listener]\nx_forwarded_for_authorized_addrs = [\"10.0.0.0/8\", \"192.0.2.1\"]\n[storage]\nbackend = \"inmem\"",
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.http.trusted_proxies.len(), 2);
+        assert!(
+            c.http.trusted_proxies[1].contains(&"192.0.2.1".parse::<std::net::IpAddr>().unwrap())
+        );
+        let e = Config::parse(
+            "[listener]\nx_forwarded_for_authorized_addrs = [\"proxy\"]\n[storage]\nbackend = \"inmem\"",
+            p,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("x_forwarded_for_authorized_addrs"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! layer, each wrapping that layer's own enum. `wire::error` maps it to an
 //! HTTP status in one exhaustive `match`.
 
-use crate::{audit, auth, engine, lease, logical::FieldError, router, storage, sys, wire};
+use crate::{audit, auth, engine, lease, logical::FieldError, quota, router, storage, sys, wire};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -22,6 +22,8 @@ pub enum Error {
     Lease(#[from] lease::Error),
     #[error(transparent)]
     Audit(#[from] audit::Error),
+    #[error(transparent)]
+    Quota(#[from] quota::Error),
     #[error(transparent)]
     Storage(#[from] storage::Error),
 }

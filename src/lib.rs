@@ -22,6 +22,7 @@
 //! - [`engine`]: the `database` secrets engine.
 //! - [`lease`]: leases on issued users: intents, expiry index, renew, revoke.
 //! - [`auth`]: hashed tokens, ACL policies.
+//! - [`quota`]: rate-limit quotas, checked before the token.
 //! - [`audit`]: audit devices: request and response records, HMAC, blocking.
 //! - [`postgres`]: connections, TLS, pools, SCRAM verifiers.
 //! - [`storage`]: the ordered key-value trait, its backends, the encryption barrier.
@@ -43,6 +44,7 @@ pub mod lease;
 pub mod listener;
 pub mod logical;
 pub mod postgres;
+pub mod quota;
 pub mod random;
 pub mod router;
 pub mod server;

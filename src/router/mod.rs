@@ -5,6 +5,7 @@
 pub mod docs;
 pub mod mount_input;
 pub mod mounts;
+pub mod quota_routes;
 pub mod sys_routes;
 mod trail;
 
@@ -66,6 +67,9 @@ pub enum Error {
     MountLeases(String),
     #[error("response wrapping is not supported: remove the X-Vault-Wrap-TTL header")]
     WrappingNotSupported,
+    /// Vault's words for a request over its rate-limit quota (429).
+    #[error("request path {path:?}: rate limit quota exceeded")]
+    RateLimited { path: String, retry_after: u64 },
     #[error(transparent)]
     Storage(#[from] crate::storage::Error),
 }
@@ -95,6 +99,8 @@ pub struct Router {
     pub policies: PolicyStore,
     /// Every request's records go through it.
     pub audit: Broker,
+    /// Rate limits, checked before anything else.
+    pub quotas: crate::quota::Quotas,
     /// Revokes a lease whose response record reached no device: a
     /// credential nobody can account for is not handed out.
     pub leases: Arc<LeaseManager>,
@@ -106,6 +112,14 @@ use trail::Trail;
 
 impl Router {
     pub async fn handle(&self, incoming: Incoming) -> Result<Response, AnyError> {
+        let client = incoming.remote.map(|a| a.ip());
+        if let Err(over) = self.quotas.check(&incoming.path, client) {
+            return Err(Error::RateLimited {
+                path: over.path,
+                retry_after: over.retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            }
+            .into());
+        }
         if !self.audit.enabled() || crate::audit::exempt(&incoming.path) {
             return self.route(&incoming, None).await;
         }

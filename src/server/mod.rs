@@ -32,6 +32,8 @@ pub enum StartError {
     Storage(#[from] storage::Error),
     #[error("audit: {0}")]
     Audit(#[from] crate::audit::Error),
+    #[error("quotas: {0}")]
+    Quota(#[from] crate::quota::Error),
     #[error("{0}")]
     Auth(#[from] crate::auth::Error),
     #[error("{0}")]
@@ -123,6 +125,7 @@ pub async fn assemble_options(
         unauthenticated_metrics,
     } = options;
     let audit = crate::audit::Broker::load(storage.clone(), &audit).await?;
+    let quotas = crate::quota::Quotas::load(storage.clone()).await?;
     let cluster = ClusterInfo::load_or_create(&storage).await?;
     let telemetry = crate::telemetry::Telemetry::default();
     let tokens = TokenStore::with_clock(storage.clone(), clock.clone());
@@ -202,6 +205,7 @@ pub async fn assemble_options(
         sys_routes_table.extend(routes.into_iter().map(|r| r.map_err(crate::Error::from)));
     }
     sys_routes_table.extend(sys_routes::routes(&mounts, &leases, &tokens, &policies));
+    sys_routes_table.extend(crate::router::quota_routes::routes(&mounts, &quotas));
     mounts.add_builtin(
         MountEntry::new(
             "sys/",
@@ -233,6 +237,7 @@ pub async fn assemble_options(
             tokens,
             policies,
             audit,
+            quotas,
             leases,
             telemetry,
         }),

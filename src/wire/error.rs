@@ -8,7 +8,7 @@
 use axum::http::StatusCode;
 
 use super::RequestError;
-use crate::{audit, auth, engine, lease, router, sys, Error};
+use crate::{audit, auth, engine, lease, quota, router, sys, Error};
 
 /// How Vault wraps some errors ("1 error occurred:"); scripts grep these.
 fn wrapped(message: &str) -> String {
@@ -38,6 +38,8 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | RequestError::WriteToDirectory
             | RequestError::BadListParameter(_)
             | RequestError::BadJson(_)
+            | RequestError::UntrustedForwardedFor(_)
+            | RequestError::BadForwardedFor(_)
             | RequestError::BodyRead(_) => bad(e),
             RequestError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -75,6 +77,9 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
             | router::Error::InvalidMountPath { .. }
             | router::Error::MountLeases(_)
             | router::Error::WrappingNotSupported => bad(e),
+            router::Error::RateLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, vec![e.to_string()])
+            }
             router::Error::Storage(_) => internal(),
         },
         Error::Auth(e) => auth_status(e),
@@ -146,6 +151,14 @@ pub fn classify(error: &Error) -> (StatusCode, Vec<String>) {
         },
         Error::Lease(e) => lease_status(e),
         Error::Audit(e) => audit_status(e),
+        Error::Quota(e) => match e {
+            quota::Error::Storage(_) => internal(),
+            quota::Error::BadRate
+            | quota::Error::BadDuration(_)
+            | quota::Error::BadPath(_)
+            | quota::Error::SamePath(_)
+            | quota::Error::Role => bad(e),
+        },
         Error::Storage(_) => internal(),
     }
 }
@@ -218,6 +231,9 @@ fn lease_status(e: &lease::Error) -> (StatusCode, Vec<String>) {
 /// while PostgreSQL is away): the status keeps Vault's, `Retry-After` says
 /// "not final" to clients that look (pgsecrets' agent does).
 pub fn retry_after(error: &Error) -> Option<u64> {
+    if let Error::Router(router::Error::RateLimited { retry_after, .. }) = error {
+        return Some(*retry_after);
+    }
     let lease = match error {
         Error::Lease(e) => e,
         Error::Engine(engine::Error::Lease(e)) => e,

@@ -42,6 +42,9 @@ pub struct WireConfig {
     /// `max_connections`: connections served at once; more wait in the
     /// kernel's accept queue until one closes.
     pub max_connections: usize,
+    /// `x_forwarded_for_authorized_addrs`: proxies whose `X-Forwarded-For`
+    /// names the client (for rate limits and the audit log).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for WireConfig {
@@ -52,6 +55,7 @@ impl Default for WireConfig {
             read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
             max_connections: default_max_connections(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

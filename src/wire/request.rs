@@ -39,6 +39,36 @@ pub enum RequestError {
     BadJson(String),
     #[error("namespace not found")]
     NamespaceNotFound,
+    /// `X-Forwarded-For` from an address the listener does not trust.
+    #[error("X-Forwarded-For is not accepted from {0}: it is not in the listener's x_forwarded_for_authorized_addrs")]
+    UntrustedForwardedFor(std::net::IpAddr),
+    #[error("X-Forwarded-For {0:?} holds no IP address")]
+    BadForwardedFor(String),
+}
+
+/// The client's address: the connection's peer, or, when that peer is a
+/// proxy the listener trusts, the last address of `X-Forwarded-For` (the
+/// one the proxy added). Without trusted proxies the header is ignored.
+fn client_address(
+    peer: Option<std::net::SocketAddr>,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> Result<Option<std::net::SocketAddr>, RequestError> {
+    let (Some(peer), Some(forwarded)) = (peer, headers.get("x-forwarded-for")) else {
+        return Ok(peer);
+    };
+    if trusted.is_empty() {
+        return Ok(Some(peer));
+    }
+    if !trusted.iter().any(|net| net.contains(&peer.ip())) {
+        return Err(RequestError::UntrustedForwardedFor(peer.ip()));
+    }
+    let text = forwarded.to_str().unwrap_or("");
+    let last = text.rsplit(',').next().unwrap_or("").trim();
+    let ip: std::net::IpAddr = last
+        .parse()
+        .map_err(|_| RequestError::BadForwardedFor(text.to_string()))?;
+    Ok(Some(std::net::SocketAddr::new(ip, 0)))
 }
 
 /// Extracts the token: a non-empty `X-Vault-Token` wins over `Authorization: Bearer`.
@@ -143,6 +173,8 @@ pub async fn decode(
     let (parts, body) = request.into_parts();
     let mut path = path(parts.uri.path())?;
     check_headers(&parts.headers)?;
+    let peer = parts.extensions.get::<super::RemoteAddr>().map(|r| r.0);
+    let remote = client_address(peer, &parts.headers, &config.trusted_proxies)?;
     let query = parts.uri.query().map(form).unwrap_or_default();
     let help = query
         .get("help")
@@ -212,7 +244,7 @@ pub async fn decode(
         token: token(&parts.headers),
         help: help || method == "HELP",
         wrap: parts.headers.contains_key("x-vault-wrap-ttl"),
-        remote: parts.extensions.get::<super::RemoteAddr>().map(|r| r.0),
+        remote,
     })
 }
 

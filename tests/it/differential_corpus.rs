@@ -276,6 +276,22 @@ fn corpus() -> Vec<Case> {
             "sys/audit-hash/diff-none",
             Some(json!({"input": "x"})),
         ),
+        // Rate-limit quotas: only rules both refuse (a real rule would
+        // limit the rest of the run).
+        case(
+            USERS,
+            "PUT",
+            "sys/quotas/rate-limit/diff-q",
+            Some(json!({"path": "nomount/", "rate": 5})),
+        ),
+        case(
+            USERS,
+            "PUT",
+            "sys/quotas/rate-limit/diff-q",
+            Some(json!({"path": "sys/", "rate": 0})),
+        ),
+        case(USERS, "GET", "sys/quotas/rate-limit/diff-none", None),
+        case(USERS, "LIST", "sys/quotas/rate-limit", None),
         // Legacy policies.
         case(USERS, "GET", "sys/policy", None),
         case(USERS, "LIST", "sys/policy", None),

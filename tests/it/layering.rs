@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("lease", 20),
     ("auth", 20),
     ("audit", 20),
+    ("quota", 20),
     ("engine", 30),
     ("sys", 30),
     ("error", 35),

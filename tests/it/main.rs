@@ -33,6 +33,7 @@ mod mounts;
 mod node_vault;
 mod pg_fixture;
 mod policies;
+mod quotas;
 mod restart;
 mod roles;
 mod sys;
