@@ -1,6 +1,7 @@
-//! pgsecrets as a child process (`pgsecrets server --config <file>` of this
-//! very binary), for what only a process of its own shows: the time from
-//! exec until `sys/health` answers, and its resident memory.
+//! A server as a child process: pgsecrets (`pgsecrets server --config
+//! <file>` of this very binary) or, for the peer scenario, OpenBao; for what
+//! only a process of its own shows: the time from exec until `sys/health`
+//! answers, its resident memory and its CPU time.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -24,13 +25,25 @@ impl Child {
         log: &Path,
         within: Duration,
     ) -> Result<(Child, Duration), Error> {
-        let exe = std::env::current_exe()?;
-        let out = std::fs::File::create(log)?;
+        let mut command = tokio::process::Command::new(std::env::current_exe()?);
+        command.arg("server").arg("--config").arg(config);
         let started = Instant::now();
-        let process = tokio::process::Command::new(exe)
-            .arg("server")
-            .arg("--config")
-            .arg(config)
+        let mut child = Child::spawn(command, url, log)?;
+        child
+            .wait_until(log, within, |status| status == 200)
+            .await?;
+        Ok((child, started.elapsed()))
+    }
+
+    /// Starts `command` (any server answering `sys/health` at `url`), its
+    /// output to `log`; returns at once.
+    pub fn spawn(
+        mut command: tokio::process::Command,
+        url: &str,
+        log: &Path,
+    ) -> Result<Child, Error> {
+        let out = std::fs::File::create(log)?;
+        let process = command
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -39,20 +52,39 @@ impl Child {
         let pid = process
             .id()
             .ok_or_else(|| Error::Setup("the server exited at once".into()))?;
-        let mut child = Child {
+        Ok(Child {
             process,
             pid,
             url: url.to_string(),
-        };
-        let mut settings = Settings::new(url);
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Polls `sys/health` every 5 ms until its status satisfies `ready`
+    /// (200: serving; OpenBao answers 501 uninitialised, 503 sealed); fails
+    /// if the process exits or `within` passes.
+    pub async fn wait_until(
+        &mut self,
+        log: &Path,
+        within: Duration,
+        ready: impl Fn(u16) -> bool,
+    ) -> Result<u16, Error> {
+        let started = Instant::now();
+        let mut settings = Settings::new(&self.url);
         settings.timeout = Duration::from_secs(5);
         let client = Client::new(settings)?;
         loop {
-            // Any other answer (503 while sealed or starting) is an error.
-            if client.read("sys/health").await.is_ok() {
-                return Ok((child, started.elapsed()));
+            let status = match client.read("sys/health").await {
+                Ok(_) => Some(200),
+                Err(e) => e.status(),
+            };
+            if let Some(status) = status.filter(|s| ready(*s)) {
+                return Ok(status);
             }
-            if let Some(status) = child.process.try_wait()? {
+            if let Some(status) = self.process.try_wait()? {
                 return Err(Error::Setup(format!(
                     "the server exited ({status}) before answering; its log:\n{}",
                     std::fs::read_to_string(log).unwrap_or_default()
@@ -60,11 +92,17 @@ impl Child {
             }
             if started.elapsed() > within {
                 return Err(Error::Setup(format!(
-                    "the server did not answer sys/health within {within:?}"
+                    "the server did not answer sys/health as expected within {within:?} (last: {status:?})"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// User plus system CPU time of the process and its children (OpenBao
+    /// may run plugins as processes of their own), from `/proc`.
+    pub fn cpu(&self) -> Result<Duration, Error> {
+        super::procfs::tree_cpu(self.pid)
     }
 
     /// Resident memory now (`VmRSS`), in MiB.

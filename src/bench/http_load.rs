@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -38,11 +39,35 @@ struct Worker {
     target: Arc<Target>,
     /// Only this worker sends on it, one request at a time: never contended.
     sender: Mutex<Option<SendRequest<Empty<Bytes>>>>,
+    issued: Option<Issued>,
 }
+
+/// One credential as its answer gave it, and when its request was sent.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub username: String,
+    pub lease_id: String,
+    pub sent: Instant,
+}
+
+/// Where a load's credentials are collected (the peer scenario checks its
+/// users in `pg_roles` and follows their leases).
+pub type Issued = Arc<std::sync::Mutex<Vec<Credential>>>;
 
 /// `concurrency` workers, each reading `path` of the server at `url`
 /// (`http://<ip>:<port>`) in a loop.
 pub fn creds_ops(url: &str, path: &str, token: &str, concurrency: usize) -> Result<Vec<Op>, Error> {
+    collecting_ops(url, path, token, concurrency, None)
+}
+
+/// [`creds_ops`] whose answers are parsed and kept in `issued`, when given.
+pub fn collecting_ops(
+    url: &str,
+    path: &str,
+    token: &str,
+    concurrency: usize,
+    issued: Option<Issued>,
+) -> Result<Vec<Op>, Error> {
     let authority = url
         .strip_prefix("http://")
         .ok_or_else(|| Error::Setup(format!("the load needs an http:// address, not {url}")))?;
@@ -65,6 +90,7 @@ pub fn creds_ops(url: &str, path: &str, token: &str, concurrency: usize) -> Resu
             let worker = Arc::new(Worker {
                 target: Arc::clone(&target),
                 sender: Mutex::new(None),
+                issued: issued.clone(),
             });
             let op: Op = Arc::new(move || {
                 let worker = Arc::clone(&worker);
@@ -83,6 +109,7 @@ impl Worker {
             _ => slot.insert(self.connect().await?),
         };
         sender.ready().await.map_err(|e| e.to_string())?;
+        let sent = Instant::now();
         let t = &self.target;
         let request = Request::get(t.uri.clone())
             .header(HOST, t.host.clone())
@@ -103,6 +130,10 @@ impl Worker {
         if !status.is_success() {
             return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
         }
+        if let Some(issued) = &self.issued {
+            let credential = credential(&body, sent)?;
+            issued.lock().expect("issued").push(credential);
+        }
         Ok(())
     }
 
@@ -121,4 +152,18 @@ impl Worker {
         });
         Ok(sender)
     }
+}
+
+/// The username and lease id of a `database/creds` answer.
+fn credential(body: &[u8], sent: Instant) -> Result<Credential, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("answer is not JSON: {e}"))?;
+    let username = v["data"]["username"]
+        .as_str()
+        .ok_or_else(|| format!("no data.username in {v}"))?;
+    Ok(Credential {
+        username: username.to_string(),
+        lease_id: v["lease_id"].as_str().unwrap_or_default().to_string(),
+        sent,
+    })
 }

@@ -11,6 +11,7 @@
 //! Scenarios, one file each: [`issue`] (1) and its `iterations` variant
 //! (4), [`revoke`] (2), [`scale`] (3), [`kv`] (5, `storage`). The floor's
 //! direct PostgreSQL work is in [`floor`], the closed-loop load in [`load`].
+//! [`peer`] (not run by default) compares pgsecrets with OpenBao.
 
 pub mod child;
 pub mod floor;
@@ -18,7 +19,9 @@ pub mod http_load;
 pub mod issue;
 pub mod kv;
 pub mod load;
+pub mod peer;
 pub mod pg;
+pub mod procfs;
 pub mod report;
 pub mod revoke;
 pub mod scale;
@@ -77,6 +80,9 @@ pub enum Scenario {
     Iterations,
     /// 5: storage put/get/scan, encrypted vs plaintext.
     Storage,
+    /// pgsecrets vs OpenBao in the same run (needs a bao binary; not in
+    /// the default set).
+    Peer,
 }
 
 impl Scenario {
@@ -103,6 +109,8 @@ pub struct Options {
     pub leases: Option<usize>,
     /// PostgreSQL server binaries (see [`pg::find_bin`]).
     pub pg_bin: Option<PathBuf>,
+    /// OpenBao's `bao` for the peer scenario (see [`peer::openbao::find`]).
+    pub openbao: Option<PathBuf>,
 }
 
 /// Sizes and durations of one run.
@@ -116,6 +124,15 @@ pub struct Plan {
     /// Time between the scale scenario's last write and its leases falling due.
     pub scale_margin: Duration,
     pub kv_keys: usize,
+    /// Peer scenario: each measured window, leases revoked by prefix and
+    /// expiring, leases held for the memory and restart figures, and the
+    /// expiring leases' TTL.
+    pub peer_window: Duration,
+    /// Rounds of alternated windows (OpenBao, pgsecrets) per concurrency.
+    pub peer_rounds: usize,
+    pub peer_leases: usize,
+    pub peer_hold: usize,
+    pub peer_ttl: Duration,
 }
 
 impl Plan {
@@ -129,6 +146,13 @@ impl Plan {
                 leases: 2_000,
                 scale_margin: Duration::from_secs(3),
                 kv_keys: 2_000,
+                // The peer scenario issues at 4096 SCRAM iterations: a
+                // few hundred credentials per second on a small machine.
+                peer_window: Duration::from_millis(300),
+                peer_rounds: 1,
+                peer_leases: 100,
+                peer_hold: 100,
+                peer_ttl: Duration::from_secs(1),
             }
         } else {
             Plan {
@@ -139,6 +163,11 @@ impl Plan {
                 leases: 1_000_000,
                 scale_margin: Duration::from_secs(15),
                 kv_keys: 100_000,
+                peer_window: Duration::from_secs(5),
+                peer_rounds: 2,
+                peer_leases: 2_000,
+                peer_hold: 20_000,
+                peer_ttl: Duration::from_secs(5),
             }
         };
         if let Some(leases) = options.leases {
@@ -188,6 +217,9 @@ async fn run_scenarios(options: Options) -> Result<(), Error> {
             Scenario::Scale => scale::scale(pg()?, &plan, &mut report).await?,
             Scenario::Iterations => report.add(issue::iterations(pg()?, &plan).await?),
             Scenario::Storage => report.add(kv::storage(&plan).await?),
+            Scenario::Peer => {
+                peer::peer(pg()?, &plan, options.openbao.as_deref(), &mut report).await?
+            }
         }
     }
     report.note(format!(

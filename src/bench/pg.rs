@@ -50,6 +50,22 @@ pub async fn drop_roles(pg: &Pg, prefix: &str) -> Result<(), Error> {
         .iter()
         .map(|row| row.get(0))
         .collect();
+    drop_named(pg, &names).await
+}
+
+/// Drops the roles `names` that exist (they own nothing), then vacuums as
+/// [`drop_roles`] does.
+pub async fn drop_named(pg: &Pg, names: &[String]) -> Result<(), Error> {
+    let admin = admin(pg).await?;
+    let names: Vec<String> = admin
+        .query(
+            "SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1)",
+            &[&names],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
     for chunk in names.chunks(500) {
         let list: Vec<String> = chunk.iter().map(|n| crate::postgres::ident(n)).collect();
         admin

@@ -15,6 +15,11 @@ pub enum Target {
     Below(f64),
     /// The pgsecrets figure must be at least this.
     AtLeast(f64),
+    /// The pgsecrets figure must be at most this (a count that must be 0).
+    AtMost(f64),
+    /// The pgsecrets figure must be below the first and its ratio at most
+    /// the second (an absolute bound and no worse than the peer's).
+    BelowAndRatioAtMost(f64, f64),
 }
 
 impl Target {
@@ -24,6 +29,8 @@ impl Target {
             Target::RatioAtMost(t) => ratio.is_some_and(|r| r <= t),
             Target::Below(t) => value < t,
             Target::AtLeast(t) => value >= t,
+            Target::AtMost(t) => value <= t,
+            Target::BelowAndRatioAtMost(t, r) => value < t && ratio.is_some_and(|x| x <= r),
         }
     }
 
@@ -33,6 +40,8 @@ impl Target {
             Target::RatioAtMost(t) => format!("ratio <= {t}"),
             Target::Below(t) => format!("< {}", number(t)),
             Target::AtLeast(t) => format!(">= {}", number(t)),
+            Target::AtMost(t) => format!("<= {}", number(t)),
+            Target::BelowAndRatioAtMost(t, r) => format!("< {}, ratio <= {r}", number(t)),
         }
     }
 }
@@ -42,7 +51,8 @@ pub struct Row {
     pub scenario: &'static str,
     pub case: String,
     pub metric: &'static str,
-    /// What PostgreSQL alone allows (or the reference configuration).
+    /// What PostgreSQL alone allows (or the reference configuration; in
+    /// the peer scenario, OpenBao's figure).
     pub floor: Option<f64>,
     pub pgsecrets: f64,
     pub target: Option<Target>,
@@ -69,6 +79,11 @@ impl Row {
     }
     pub fn target(mut self, target: Target) -> Row {
         self.target = Some(target);
+        self
+    }
+    /// A target only where one is judged.
+    pub fn with(mut self, target: Option<Target>) -> Row {
+        self.target = target;
         self
     }
 

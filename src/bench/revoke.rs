@@ -117,6 +117,7 @@ async fn floor_run(
         "rvf",
         ITERATIONS,
         Some(Arc::clone(&created)),
+        None,
     );
     let (issue_time, error) = load::run_count(ops, n).await;
     check("floor issuing", error)?;

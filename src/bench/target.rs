@@ -103,85 +103,102 @@ impl Server {
         Ok(server)
     }
 
-    /// Registers cluster `name` on `pg` (through a root user of its own,
-    /// whose password pgsecrets rotates), creates database `name_db`, and
-    /// returns what the scenarios need.
+    /// [`register`] on this server.
     pub async fn register(&self, pg: &Pg, name: &str) -> Result<Cluster, Error> {
-        let root_user = format!("bench_root_{name}");
-        let root_password = crate::random::alphanumeric(24);
-        pg.admin()
-            .await?
-            .batch_execute(&format!(
-                "CREATE ROLE \"{root_user}\" WITH LOGIN CREATEROLE CREATEDB PASSWORD '{root_password}'"
-            ))
-            .await?;
-        self.client
-            .write(
-                &format!("database/cluster/{name}"),
-                &json!({
-                    "host": pg.host(),
-                    "port": pg.port(),
-                    "username": root_user,
-                    "password": root_password,
-                    "ssl_mode": "disable",
-                    "max_open_connections": MAX_CONNECTIONS,
-                    "max_idle_connections": MAX_CONNECTIONS,
-                }),
-            )
-            .await?;
-        let database = format!("{name}_db");
-        self.client
-            .write(&format!("database/cluster/{name}/{database}"), &json!({}))
-            .await?;
-        let cluster = self
-            .client
-            .read(&format!("database/cluster/{name}"))
-            .await?;
-        let db = self
-            .client
-            .read(&format!("database/cluster/{name}/{database}"))
-            .await?;
-        let text = |e: &Envelope, field: &str| -> Result<String, Error> {
-            e.data_str(field)
-                .map(str::to_string)
-                .ok_or_else(|| Error::Unexpected(format!("no {field} in {e:?}")))
-        };
-        Ok(Cluster {
-            name: name.to_string(),
-            database,
-            management_role: text(&cluster, "management_role")?,
-            management_password: text(&cluster, "management_password")?,
-            objects_owner: text(&db, "objects_owner_role")?,
-        })
+        register(&self.client, pg, name).await
     }
 
-    /// Writes role `role` with the given TTL (seconds) and SCRAM iterations.
+    /// [`write_role`] on this server.
     pub async fn write_role(&self, role: &str, ttl: u64, iterations: u32) -> Result<(), Error> {
-        let body = json!({
-            "default_ttl": ttl,
-            "max_ttl": ttl.max(3600),
-            "password_scram_iterations": iterations,
-        });
-        self.client
-            .write(&format!("database/roles/{role}"), &body)
-            .await?;
-        Ok(())
+        write_role(&self.client, role, ttl, iterations).await
     }
 
-    /// A token that may only read credentials, as an application holds.
+    /// [`app_token`] on this server.
     pub async fn app_token(&self) -> Result<String, Error> {
-        let policy = "path \"database/creds/*\" { capabilities = [\"read\"] }";
-        self.client
-            .write("sys/policies/acl/bench-app", &json!({ "policy": policy }))
-            .await?;
-        let body = json!({"policies": ["bench-app"], "ttl": "24h"});
-        let reply = self.client.write("auth/token/create", &body).await?;
-        reply
-            .and_then(|r| r.auth)
-            .map(|auth| auth.client_token)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| Error::Unexpected("no client_token from auth/token/create".into()))
+        app_token(&self.client).await
     }
+}
+
+/// Registers cluster `name` on `pg` with the pgsecrets server of `client`
+/// (through a root user of its own, whose password pgsecrets rotates),
+/// creates database `name_db`, and returns what the scenarios need.
+pub async fn register(client: &Client, pg: &Pg, name: &str) -> Result<Cluster, Error> {
+    let root_user = format!("bench_root_{name}");
+    let root_password = crate::random::alphanumeric(24);
+    pg.admin()
+        .await?
+        .batch_execute(&format!(
+            "CREATE ROLE \"{root_user}\" WITH LOGIN CREATEROLE CREATEDB PASSWORD '{root_password}'"
+        ))
+        .await?;
+    client
+        .write(
+            &format!("database/cluster/{name}"),
+            &json!({
+                "host": pg.host(),
+                "port": pg.port(),
+                "username": root_user,
+                "password": root_password,
+                "ssl_mode": "disable",
+                "max_open_connections": MAX_CONNECTIONS,
+                "max_idle_connections": MAX_CONNECTIONS,
+            }),
+        )
+        .await?;
+    let database = format!("{name}_db");
+    client
+        .write(&format!("database/cluster/{name}/{database}"), &json!({}))
+        .await?;
+    let cluster = client.read(&format!("database/cluster/{name}")).await?;
+    let db = client
+        .read(&format!("database/cluster/{name}/{database}"))
+        .await?;
+    let text = |e: &Envelope, field: &str| -> Result<String, Error> {
+        e.data_str(field)
+            .map(str::to_string)
+            .ok_or_else(|| Error::Unexpected(format!("no {field} in {e:?}")))
+    };
+    Ok(Cluster {
+        name: name.to_string(),
+        database,
+        management_role: text(&cluster, "management_role")?,
+        management_password: text(&cluster, "management_password")?,
+        objects_owner: text(&db, "objects_owner_role")?,
+    })
+}
+
+/// Writes role `role` with the given TTL (seconds) and SCRAM iterations.
+pub async fn write_role(
+    client: &Client,
+    role: &str,
+    ttl: u64,
+    iterations: u32,
+) -> Result<(), Error> {
+    let body = json!({
+        "default_ttl": ttl,
+        "max_ttl": ttl.max(3600),
+        "password_scram_iterations": iterations,
+    });
+    client
+        .write(&format!("database/roles/{role}"), &body)
+        .await?;
+    Ok(())
+}
+
+/// A token that may only read credentials, as an application holds
+/// (the same requests serve OpenBao).
+pub async fn app_token(client: &Client) -> Result<String, Error> {
+    let policy = "path \"database/creds/*\" { capabilities = [\"read\"] }";
+    client
+        .write("sys/policies/acl/bench-app", &json!({ "policy": policy }))
+        .await?;
+    let body = json!({"policies": ["bench-app"], "ttl": "24h"});
+    let reply = client.write("auth/token/create", &body).await?;
+    reply
+        .and_then(|r| r.auth)
+        .map(|auth| auth.client_token)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| Error::Unexpected("no client_token from auth/token/create".into()))
 }
 
 impl Drop for Server {

@@ -10,6 +10,7 @@ pub async fn run(args: BenchArgs) -> Result<(), bench::Error> {
         scenarios: args.scenario,
         leases: args.leases,
         pg_bin: args.pg_bin,
+        openbao: args.openbao,
     })
     .await
 }

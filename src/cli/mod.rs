@@ -112,6 +112,11 @@ pub struct BenchArgs {
     /// PGSECRETS_PG_BIN, else the newest /usr/lib/postgresql/<major>/bin, else pg_config).
     #[arg(long)]
     pub pg_bin: Option<PathBuf>,
+    /// OpenBao's bao binary for `--scenario peer` (default:
+    /// .venv-compat/bin/bao of the source tree or the current directory,
+    /// else bao on PATH; none: the scenario is skipped).
+    #[arg(long)]
+    pub openbao: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

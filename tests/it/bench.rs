@@ -81,3 +81,69 @@ fn a_quick_benchmark_reports_figures_for_every_scenario_and_a_summary() {
         .unwrap_or_else(|| panic!("no summary line:\n{stdout}"));
     assert!(summary.contains("targets met"), "{summary}");
 }
+
+/// The bao binary the peer scenario would find (as `openbao::find` looks).
+fn openbao() -> Option<std::path::PathBuf> {
+    let beside = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-compat/bin/bao");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("bao"))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn a_quick_peer_benchmark_compares_with_openbao_or_says_why_not() {
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_pgsecrets"));
+    bench.args(["bench", "--quick", "--scenario", "peer"]);
+    if let Some(bin) = Pg::bin_dir(PgVersion::V15) {
+        bench.arg("--pg-bin").arg(bin);
+    }
+    let out = bench.output().expect("run pgsecrets bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bench failed ({})\n{stdout}\n{stderr}",
+        out.status
+    );
+    if openbao().is_none() {
+        // Skipped, not failed: a machine without OpenBao.
+        assert!(stdout.contains("note: peer: skipped"), "{stdout}");
+        return;
+    }
+    let rows = table_rows(&stdout);
+    for storage in ["in-memory", "durable"] {
+        for (case, metric) in [
+            ("leases", "RSS MiB"),
+            ("revoke-prefix", "users/s"),
+            ("expiry", "lag p99 s"),
+            ("expiry", "dropped early"),
+            ("c=1", "creds/s"),
+            ("c=16", "p99 ms"),
+            ("c=16", "CPU ms/cred"),
+        ] {
+            let row = rows
+                .iter()
+                .find(|r| {
+                    r[0] == "peer"
+                        && r[1].contains(storage)
+                        && r[1].contains(case)
+                        && r[2] == metric
+                })
+                .unwrap_or_else(|| panic!("no row {storage} {case} {metric}:\n{stdout}"));
+            for figure in [&row[3], &row[4]] {
+                let x: f64 = figure
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{figure:?} is not a number:\n{stdout}"));
+                assert!(x.is_finite(), "{row:?}");
+            }
+        }
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r[1].contains("durable") && r[1].contains("restart")),
+        "{stdout}"
+    );
+}
