@@ -64,6 +64,8 @@ fn lease(cluster: &Cluster, group: &Group, seq: usize, now: i64) -> LeaseEntry {
         revoking: false,
         failures: 0,
         last_error: None,
+        // Ends on the second, as leases written before ms ends did.
+        expire_ms: None,
     }
 }
 

@@ -238,7 +238,7 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
         // Time-ordered: the lease's storage keys append (see `lease`).
         random::time_ordered(24)
     );
-    let lease = LeaseEntry {
+    let mut lease = LeaseEntry {
         lease_id: lease_id.clone(),
         mount: engine.mount.path.clone(),
         path: format!("{}{}", engine.mount.path, req.path),
@@ -255,7 +255,9 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
         revoking: false,
         failures: 0,
         last_error: None,
+        expire_ms: None,
     };
+    lease.end_at(crate::lease::ttl::end_ms(now_ms, ttl_seconds));
 
     // A connection first: without one nothing is written anywhere.
     let client = match engine

@@ -90,8 +90,9 @@ impl Pending<'_> {
 /// Why a lease is being revoked.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Cause {
-    /// The worker found it due at this time (expired, or a retry). Skipped
-    /// if someone else works on the lease, or it was renewed meanwhile.
+    /// The worker found it due at this time (unix milliseconds: expired,
+    /// or a retry). Skipped if someone else works on the lease, or it was
+    /// renewed meanwhile.
     Due(i64),
     /// A request asked for it: marked `revoking` first, then revoked,
     /// whatever the lease's times.
@@ -253,7 +254,7 @@ impl LeaseManager {
                 Error::Revoking
             });
         }
-        if lease.expire_time.saturating_mul(1000) <= now_ms {
+        if lease.end_ms() <= now_ms {
             return Err(Error::Expired);
         }
         if ttl::remaining(lease.max_end, now_ms) == 0 {
@@ -268,9 +269,8 @@ impl LeaseManager {
         let expire_time = ttl::expiry(now_ms, new_ttl);
         revoker.extend(&lease, expire_time).await?;
         let old_due = lease.due;
-        lease.expire_time = expire_time;
+        lease.end_at(ttl::end_ms(now_ms, new_ttl));
         lease.last_renewal = Some(now_ms.div_euclid(1000));
-        lease.due = expire_time;
         self.storage
             .apply(Self::reschedule(&lease, old_due))
             .await?;
@@ -457,14 +457,14 @@ impl LeaseManager {
         slot: Option<Slot>,
     ) -> Result<(), String> {
         let (_lock, mut lease) = match cause {
-            Cause::Due(now) => {
+            Cause::Due(now_ms) => {
                 // Whoever holds the lock renews it, revokes it or retries
                 // later; the worker never queues behind them.
                 let Some(lock) = self.locks.try_lock(lease_id) else {
                     return Ok(());
                 };
                 match self.get(lease_id).await {
-                    Ok(Some(lease)) if lease.due <= now => (lock, lease),
+                    Ok(Some(lease)) if lease.is_due(now_ms) => (lock, lease),
                     // Gone, or renewed or rescheduled since it was listed.
                     Ok(_) => return Ok(()),
                     Err(e) => return Err(e.to_string()),

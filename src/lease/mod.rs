@@ -102,6 +102,35 @@ pub struct LeaseEntry {
     pub revoking: bool,
     pub failures: u32,
     pub last_error: Option<String>,
+    /// The lease's end to the millisecond (`expire_time` is it rounded up
+    /// to the second, as Vault shows it). The expiry index keeps the
+    /// second the end falls in, and the worker revokes once this instant
+    /// has passed: never before it, and within milliseconds after. Absent
+    /// in leases written before it: their end is `expire_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_ms: Option<i64>,
+}
+
+impl LeaseEntry {
+    /// When the lease ends, in milliseconds.
+    pub fn end_ms(&self) -> i64 {
+        self.expire_ms
+            .unwrap_or_else(|| self.expire_time.saturating_mul(1000))
+    }
+
+    /// Whether the worker should revoke it at `now_ms`: a revocation (or
+    /// its retry) whose second has come, or a lease whose end has passed.
+    pub fn is_due(&self, now_ms: i64) -> bool {
+        self.due <= now_ms.div_euclid(1000) && (self.revoking || self.end_ms() <= now_ms)
+    }
+
+    /// Sets the lease's end (`end_ms`), its `expire_time` (rounded up) and
+    /// its place in the expiry index (the second `end_ms` falls in).
+    pub fn end_at(&mut self, end_ms: i64) {
+        self.expire_ms = Some(end_ms);
+        self.expire_time = end_ms.div_euclid(1000) + i64::from(end_ms.rem_euclid(1000) > 0);
+        self.due = end_ms.div_euclid(1000);
+    }
 }
 
 /// What a mount's engine does for the lease manager.

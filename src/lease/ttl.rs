@@ -39,12 +39,24 @@ pub fn default_ttl(limits: &TtlLimits) -> u64 {
     }
 }
 
+/// The end (unix milliseconds) of `ttl` seconds from `now_ms`.
+pub fn end_ms(now_ms: i64, ttl: u64) -> i64 {
+    let ttl_ms = i64::try_from(ttl).unwrap_or(i64::MAX).saturating_mul(1000);
+    now_ms.saturating_add(ttl_ms)
+}
+
 /// The end (unix seconds) of `ttl` seconds from `now_ms` (unix
 /// milliseconds), rounded up: never before the TTL has passed.
 pub fn expiry(now_ms: i64, ttl: u64) -> i64 {
     let ttl_ms = i64::try_from(ttl).unwrap_or(i64::MAX).saturating_mul(1000);
     let end_ms = now_ms.saturating_add(ttl_ms);
     end_ms.div_euclid(1000) + i64::from(end_ms.rem_euclid(1000) > 0)
+}
+
+/// Whole seconds from `now_ms` until `end_ms`, rounded down: never more
+/// than is left.
+pub fn remaining_ms(end_ms: i64, now_ms: i64) -> u64 {
+    u64::try_from(end_ms.saturating_sub(now_ms).div_euclid(1000)).unwrap_or(0)
 }
 
 /// Whole seconds from `now_ms` until `end` (unix seconds), rounded down:

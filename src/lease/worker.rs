@@ -39,7 +39,11 @@ impl LeaseManager {
     /// One round of the expiry worker: revokes what is due at `now`, at most
     /// [`DUE_BATCH`] leases, [`PARALLELISM`] at a time. Returns how many were
     /// handled and when the next lease falls due.
-    pub async fn step(self: &Arc<Self>, now: i64) -> Result<(usize, Option<i64>), Error> {
+    pub async fn step(self: &Arc<Self>, now_ms: i64) -> Result<(usize, Option<i64>), Error> {
+        let now = now_ms.div_euclid(1000);
+        // The earliest end (ms) of a lease listed in a second that has
+        // begun but not reached yet: the worker wakes for it.
+        let mut early: Option<i64> = None;
         let due = self
             .storage
             .scan(keys::DUE, &keys::due_until(now), DUE_BATCH)
@@ -53,6 +57,11 @@ impl LeaseManager {
             };
             // Only index keys here: the lease is read under its lock.
             match self.get(&lease_id).await? {
+                Some(lease) if lease.due == at && !lease.is_due(now_ms) => {
+                    let end = lease.end_ms();
+                    early = Some(early.map_or(end, |e| e.min(end)));
+                    continue;
+                }
                 Some(lease) if lease.due == at => {}
                 _ => {
                     self.drop_stale_due(&key, at, &lease_id).await?;
@@ -72,7 +81,7 @@ impl LeaseManager {
                 };
                 use crate::telemetry::name;
                 let counted = match manager
-                    .revoke_entry(&lease_id, Cause::Due(now), Some(slot))
+                    .revoke_entry(&lease_id, Cause::Due(now_ms), Some(slot))
                     .await
                 {
                     Ok(()) => name::LEASE_EXPIRATION,
@@ -88,7 +97,15 @@ impl LeaseManager {
             .await?
             .first()
             .and_then(|(k, _)| lease_of_due_key(k))
-            .map(|(at, _)| at);
+            .map(|(at, _)| at * 1000)
+            // An entry of a second already begun that this round left (its
+            // lease locked by a renewal or a revocation in flight): look
+            // again shortly.
+            .map(|at| if at > now_ms { at } else { now_ms + 50 });
+        let next = match (next, early) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Ok((handled, next))
     }
 
@@ -99,18 +116,16 @@ impl LeaseManager {
         let mut shutdown = shutdown;
         loop {
             let now_ms = self.clock.now_ms();
-            let now = now_ms.div_euclid(1000);
-            let wait = match self.step(now).await {
+            let wait = match self.step(now_ms).await {
                 Ok((handled, next)) if handled < DUE_BATCH => match next {
-                    // Wake when the second the next lease is due at begins
-                    // (its end, rounded up: never before it), not on a tick
-                    // that could land most of a second later; at most a
-                    // second away, so a lease issued meanwhile is not missed.
-                    Some(at) if at > now => {
+                    // Wake at the next lease's end (to the millisecond),
+                    // not on a tick that could land most of a second later;
+                    // at most a second away, so a lease issued meanwhile
+                    // is not missed.
+                    Some(at) => {
                         let since_step = self.clock.now_ms();
-                        Duration::from_millis((at * 1000 - since_step).clamp(1, 1000) as u64)
+                        Duration::from_millis((at - since_step).clamp(1, 1000) as u64)
                     }
-                    Some(_) => Duration::from_millis(50),
                     None => Duration::from_secs(1),
                 },
                 Ok(_) => Duration::ZERO,

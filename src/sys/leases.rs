@@ -151,6 +151,14 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The instant `unix_ms` to the millisecond, as Vault shows lease ends.
+fn rfc3339_ms(unix_ms: i64) -> String {
+    Utc.timestamp_millis_opt(unix_ms)
+        .single()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_default()
+}
+
 /// The lease id of a request: the body's, else the path's.
 fn requested_id(req: &Request) -> String {
     req.fields
@@ -176,11 +184,11 @@ async fn lookup(state: Arc<SysState>, req: Request) -> Result<Response, Error> {
     let mut data = json!({
         "id": lease.lease_id,
         "issue_time": rfc3339(lease.issue_time),
-        "expire_time": rfc3339(lease.expire_time),
+        "expire_time": rfc3339_ms(lease.end_ms()),
         "last_renewal": lease.last_renewal.map(rfc3339),
         // Rounded down: never more than is left.
-        "ttl": ttl::remaining(lease.expire_time, now_ms),
-        "renewable": !lease.revoking && lease.expire_time.saturating_mul(1000) > now_ms,
+        "ttl": ttl::remaining_ms(lease.end_ms(), now_ms),
+        "renewable": !lease.revoking && lease.end_ms() > now_ms,
         "path": lease.path,
     });
     if lease.failures > 0 {
