@@ -54,6 +54,11 @@ pub struct LeaseManager {
     pub clock: Clock,
     /// Expirations and their failures are counted here.
     pub telemetry: crate::telemetry::Telemetry,
+    /// The expiry worker's memory of leases listed in a second that has
+    /// begun but whose end has not come: due key -> (its second, the
+    /// end in ms). Read before the lease itself, so a second of many
+    /// ends is not read again at every wake within it.
+    pub(super) not_yet: std::sync::Mutex<HashMap<String, (i64, i64)>>,
 }
 
 /// A lease stored before its user was created (see
@@ -153,6 +158,7 @@ impl LeaseManager {
             locks: LeaseLocks::default(),
             clock,
             telemetry,
+            not_yet: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
