@@ -123,6 +123,23 @@ impl Telemetry {
         watched.insert(use_.to_string(), not_after);
     }
 
+    /// Folds the samples recorded since into the summaries. Summaries keep
+    /// each sample until this runs, so a server nobody scrapes runs it on
+    /// a timer ([`Telemetry::keep_up`]) to keep its memory flat.
+    pub fn upkeep(&self) {
+        self.inner.handle.run_upkeep();
+    }
+
+    /// Runs [`Telemetry::upkeep`] every few seconds until `stopped` changes.
+    pub async fn keep_up(self, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => self.upkeep(),
+                _ = stopped.changed() => return,
+            }
+        }
+    }
+
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
         let now = chrono::Utc::now().timestamp();

@@ -230,7 +230,8 @@ pub async fn assemble_options(
     mounts.load().await?;
     let (shutdown, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(Arc::clone(&leases).run(stopped.clone()));
-    tokio::spawn(sweep_tokens(tokens.clone(), stopped));
+    tokio::spawn(sweep_tokens(tokens.clone(), stopped.clone()));
+    tokio::spawn(telemetry.clone().keep_up(stopped));
     Ok(Assembled {
         router: Arc::new(Router {
             mounts,
