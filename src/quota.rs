@@ -146,11 +146,6 @@ struct Inner {
 }
 
 impl Quotas {
-    /// No rules, and none can be stored (tests of other parts).
-    pub fn none() -> Quotas {
-        Quotas::with(None, Vec::new(), Settings::default())
-    }
-
     fn with(storage: Option<Storage>, rules: Vec<Rule>, settings: Settings) -> Quotas {
         let limiters = rules
             .into_iter()
@@ -190,7 +185,7 @@ impl Quotas {
             settings
                 .rate_limit_exempt_paths
                 .iter()
-                .any(|p| path == p || path.starts_with(&format!("{}/", p.trim_end_matches('/'))))
+                .any(|p| !p.is_empty() && applies(p, path))
         };
         if exempt {
             return Ok(());
@@ -289,15 +284,14 @@ impl Quotas {
         self.inner
             .storage
             .as_ref()
-            .expect("Quotas::none takes no rules")
+            .expect("only the unit tests' Quotas have no storage, and they store nothing")
     }
 }
 
 /// Whether a rule for `rule_path` holds `path` (`""` holds every path).
 fn applies(rule_path: &str, path: &str) -> bool {
-    rule_path.is_empty()
-        || path == rule_path.trim_end_matches('/')
-        || path.starts_with(&format!("{}/", rule_path.trim_end_matches('/')))
+    path.strip_prefix(rule_path.trim_end_matches('/'))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rule_path.is_empty())
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ pub struct Broker {
 }
 
 struct Inner {
-    storage: Option<Storage>,
+    storage: Storage,
     devices: RwLock<BTreeMap<String, Arc<Device>>>,
     any: AtomicBool,
     allow_api: bool,
@@ -156,12 +156,7 @@ fn key_name(path: &str) -> String {
 }
 
 impl Broker {
-    /// No devices and none can be added: tests of other parts, benchmarks.
-    pub fn disabled() -> Broker {
-        Broker::new(None, &Config::default())
-    }
-
-    fn new(storage: Option<Storage>, config: &Config) -> Broker {
+    fn new(storage: Storage, config: &Config) -> Broker {
         Broker {
             inner: Arc::new(Inner {
                 storage,
@@ -180,7 +175,7 @@ impl Broker {
     /// (kept in storage). A declared device that cannot write fails the
     /// start; an enabled one is kept and fails requests until it can.
     pub async fn load(storage: Storage, config: &Config) -> Result<Broker, Error> {
-        let broker = Broker::new(Some(storage.clone()), config);
+        let broker = Broker::new(storage.clone(), config);
         for spec in &config.devices {
             let mut spec = spec.clone();
             spec.path = normalize_path(&spec.path)?;
@@ -371,10 +366,7 @@ impl Broker {
     }
 
     fn storage(&self) -> &Storage {
-        self.inner
-            .storage
-            .as_ref()
-            .expect("only Broker::disabled has no storage, and it allows no API creation")
+        &self.inner.storage
     }
 
     fn check_free(&self, path: &str, options: &Options) -> Result<(), Error> {

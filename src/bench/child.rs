@@ -10,6 +10,27 @@ use std::time::{Duration, Instant};
 use super::Error;
 use crate::client::{Client, Settings};
 
+/// A durable server's configuration in `dir` (`pgsecrets.toml`: SQLite
+/// storage and its unseal key beside it, listening on `port`), its storage
+/// initialised: the file, the configuration and the root token.
+pub async fn durable_config(
+    dir: &Path,
+    port: u16,
+) -> Result<(std::path::PathBuf, crate::config::Config, String), Error> {
+    let path = dir.join("pgsecrets.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listener]\naddress = \"127.0.0.1:{port}\"\n\n\
+             [storage]\nbackend = \"sqlite\"\npath = \"pgsecrets.db\"\n\n\
+             [seal]\nkey_file = \"unseal.key\"\n"
+        ),
+    )?;
+    let config = crate::config::Config::load(&path)?;
+    let root = crate::server::operator_init(&config).await?;
+    Ok((path, config, root))
+}
+
 pub struct Child {
     process: tokio::process::Child,
     pid: u32,

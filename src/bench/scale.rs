@@ -20,7 +20,6 @@ use super::report::{Report, Row, Target};
 use super::target::{self, Cluster, Server};
 use super::{Error, Plan};
 use crate::client::Client;
-use crate::config::Config;
 use crate::lease::{LeaseEntry, LeaseManager};
 use crate::server;
 
@@ -125,17 +124,7 @@ pub async fn scale(pg: &Pg, plan: &Plan, report: &mut Report) -> Result<(), Erro
     let db = dir.path().join("pgsecrets.db");
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}");
-    let config_path = dir.path().join("pgsecrets.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[listener]\naddress = \"127.0.0.1:{port}\"\n\n\
-             [storage]\nbackend = \"sqlite\"\npath = \"pgsecrets.db\"\n\n\
-             [seal]\nkey_file = \"unseal.key\"\n"
-        ),
-    )?;
-    let config = Config::load(&config_path)?;
-    let root = server::operator_init(&config).await?;
+    let (config_path, config, root) = super::child::durable_config(dir.path(), port).await?;
     let storage = server::unseal(&config).await?;
 
     // The cluster and database the leases name, so the expiry worker can

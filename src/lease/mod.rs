@@ -128,7 +128,7 @@ impl LeaseEntry {
     /// its place in the expiry index (the second `end_ms` falls in).
     pub fn end_at(&mut self, end_ms: i64) {
         self.expire_ms = Some(end_ms);
-        self.expire_time = end_ms.div_euclid(1000) + i64::from(end_ms.rem_euclid(1000) > 0);
+        self.expire_time = ttl::seconds_up(end_ms);
         self.due = end_ms.div_euclid(1000);
     }
 }

@@ -48,8 +48,11 @@ pub fn end_ms(now_ms: i64, ttl: u64) -> i64 {
 /// The end (unix seconds) of `ttl` seconds from `now_ms` (unix
 /// milliseconds), rounded up: never before the TTL has passed.
 pub fn expiry(now_ms: i64, ttl: u64) -> i64 {
-    let ttl_ms = i64::try_from(ttl).unwrap_or(i64::MAX).saturating_mul(1000);
-    let end_ms = now_ms.saturating_add(ttl_ms);
+    seconds_up(end_ms(now_ms, ttl))
+}
+
+/// `end_ms` (unix milliseconds) in unix seconds, rounded up.
+pub fn seconds_up(end_ms: i64) -> i64 {
     end_ms.div_euclid(1000) + i64::from(end_ms.rem_euclid(1000) > 0)
 }
 

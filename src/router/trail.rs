@@ -5,7 +5,7 @@
 use crate::audit::record::{Auth, Request as RequestRecord, Response as ResponseRecord};
 use crate::audit::{Broker, Entry};
 use crate::auth::TokenEntry;
-use crate::logical::{MountEntry, Operation, Response};
+use crate::logical::{MountEntry, Response};
 use crate::Error as AnyError;
 
 use super::Incoming;
@@ -18,15 +18,6 @@ pub struct Trail {
     logged: bool,
 }
 
-fn operation_name(op: Operation) -> &'static str {
-    match op {
-        Operation::Read => "read",
-        Operation::Write => "update",
-        Operation::Delete => "delete",
-        Operation::List => "list",
-    }
-}
-
 impl Trail {
     pub fn new(incoming: &Incoming) -> Trail {
         Trail {
@@ -36,7 +27,7 @@ impl Trail {
             },
             request: RequestRecord {
                 id: incoming.id.clone(),
-                operation: operation_name(incoming.operation).into(),
+                operation: incoming.operation.as_str().into(),
                 path: incoming.path.clone(),
                 data: incoming.data.clone(),
                 remote_address: incoming.remote.map(|a| a.ip().to_string()),

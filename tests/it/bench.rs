@@ -6,6 +6,25 @@ use std::process::Command;
 
 use crate::support::pg::{Pg, PgVersion};
 
+/// `pgsecrets bench --quick` with `args` on PostgreSQL 15 when it is
+/// there; its standard output, once it exited with success.
+fn quick_bench(args: &[&str]) -> String {
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_pgsecrets"));
+    bench.args(["bench", "--quick"]).args(args);
+    if let Some(bin) = Pg::bin_dir(PgVersion::V15) {
+        bench.arg("--pg-bin").arg(bin);
+    }
+    let out = bench.output().expect("run pgsecrets bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "bench failed ({})\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
 /// The table's rows (`| a | b |` lines) as trimmed cells, header and rule excluded.
 fn table_rows(stdout: &str) -> Vec<Vec<String>> {
     stdout
@@ -23,19 +42,7 @@ fn table_rows(stdout: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn a_quick_benchmark_reports_figures_for_every_scenario_and_a_summary() {
-    let mut bench = Command::new(env!("CARGO_BIN_EXE_pgsecrets"));
-    bench.args(["bench", "--quick"]);
-    if let Some(bin) = Pg::bin_dir(PgVersion::V15) {
-        bench.arg("--pg-bin").arg(bin);
-    }
-    let out = bench.output().expect("run pgsecrets bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "bench failed ({})\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = quick_bench(&[]);
 
     let rows = table_rows(&stdout);
     let expected = [
@@ -95,19 +102,7 @@ fn openbao() -> Option<std::path::PathBuf> {
 
 #[test]
 fn a_quick_peer_benchmark_compares_with_openbao_or_says_why_not() {
-    let mut bench = Command::new(env!("CARGO_BIN_EXE_pgsecrets"));
-    bench.args(["bench", "--quick", "--scenario", "peer"]);
-    if let Some(bin) = Pg::bin_dir(PgVersion::V15) {
-        bench.arg("--pg-bin").arg(bin);
-    }
-    let out = bench.output().expect("run pgsecrets bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "bench failed ({})\n{stdout}\n{stderr}",
-        out.status
-    );
+    let stdout = quick_bench(&["--scenario", "peer"]);
     if openbao().is_none() {
         // Skipped, not failed: a machine without OpenBao.
         assert!(stdout.contains("note: peer: skipped"), "{stdout}");

@@ -14,7 +14,6 @@ use super::super::pg::free_port;
 use super::super::{target, Error};
 use super::Storage;
 use crate::client::Client;
-use crate::config::Config;
 
 const START_WITHIN: Duration = Duration::from_secs(120);
 /// The dev server's root token, as OpenBao's `-dev-root-token-id=root`.
@@ -38,16 +37,9 @@ impl Pgsecrets {
         let port = free_port()?;
         let mut root_token = DEV_ROOT.to_string();
         if storage == Storage::Durable {
-            let config = dir.path().join("pgsecrets.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "[listener]\naddress = \"127.0.0.1:{port}\"\n\n\
-                     [storage]\nbackend = \"sqlite\"\npath = \"pgsecrets.db\"\n\n\
-                     [seal]\nkey_file = \"unseal.key\"\n"
-                ),
-            )?;
-            root_token = crate::server::operator_init(&Config::load(&config)?).await?;
+            root_token = super::super::child::durable_config(dir.path(), port)
+                .await?
+                .2;
         }
         let mut s = Pgsecrets {
             storage,

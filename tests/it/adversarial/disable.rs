@@ -130,20 +130,7 @@ async fn credentials_racing_a_disable_are_refused_with_4xx_and_leave_no_user() {
         let creds = setup(&s, pg, &cluster, json!({"default_ttl": "1h"})).await;
         let mut set = JoinSet::new();
         for _ in 0..CONCURRENT {
-            let (client, url, token) = (
-                reqwest::Client::new(),
-                format!("{}/v1/{creds}", s.url),
-                reader.clone(),
-            );
-            set.spawn(async move {
-                let r = client
-                    .get(url)
-                    .header("X-Vault-Token", token)
-                    .send()
-                    .await
-                    .unwrap();
-                (r.status().as_u16(), r.text().await.unwrap())
-            });
+            set.spawn(s.read_request(&reader, &creds));
         }
         // Let the first requests reach their pools, then take them away.
         tokio::time::sleep(Duration::from_millis(trial as u64 % 5)).await;

@@ -241,12 +241,23 @@ impl TestServer {
     /// A GET as root in a task of its own, for a request left in flight
     /// while the test acts: its status and body.
     pub fn spawn_read(&self, path: &str) -> tokio::task::JoinHandle<(u16, String)> {
+        let request = self.read_request(&self.root_token, path);
+        tokio::spawn(request)
+    }
+
+    /// A GET of `path` with `token`, to run where the test likes (a task,
+    /// a `JoinSet`): its status and body.
+    pub fn read_request(
+        &self,
+        token: &str,
+        path: &str,
+    ) -> impl std::future::Future<Output = (u16, String)> + Send + 'static {
         let (client, url, token) = (
             self.client.clone(),
             format!("{}/v1/{path}", self.url),
-            self.root_token.clone(),
+            token.to_string(),
         );
-        tokio::spawn(async move {
+        async move {
             let r = client
                 .get(url)
                 .header("X-Vault-Token", token)
@@ -254,7 +265,7 @@ impl TestServer {
                 .await
                 .unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
-        })
+        }
     }
 
     /// Creates a token with the given policies and returns it.
