@@ -1,92 +1,150 @@
-//! Test certificates made with the openssl CLI: a CA and a server
-//! certificate signed by it.
+//! Test certificates made with rcgen: a CA, and server or client
+//! certificates it signs, current, expired or not yet valid.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+/// Files of [`make`]: the CA's certificate, and a server certificate and key.
 pub struct Certs {
     pub ca_pem: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// When a certificate is valid, relative to now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validity {
+    /// From an hour ago for a day.
+    Current,
+    /// Ended an hour ago.
+    Expired,
+    /// Begins in a day.
+    NotYet,
+}
+
+/// What a leaf certificate is for (its extended key usage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    Server,
+    Client,
+}
+
+/// A certificate and its private key, in PEM.
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Leaf {
+    /// Writes `<name>.pem` and `<name>.key` into `dir`; returns their paths.
+    pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let cert = dir.join(format!("{name}.pem"));
+        let key = dir.join(format!("{name}.key"));
+        std::fs::write(&cert, &self.cert_pem).unwrap();
+        std::fs::write(&key, &self.key_pem).unwrap();
+        (cert, key)
+    }
+}
+
+/// A certificate authority for one test.
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub pem: String,
+}
+
+fn window(validity: Validity) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    let now = time::OffsetDateTime::now_utc();
+    let hour = time::Duration::hours(1);
+    let day = time::Duration::days(1);
+    match validity {
+        Validity::Current => (now - hour, now + day),
+        Validity::Expired => (now - day, now - hour),
+        Validity::NotYet => (now + day, now + day + day),
+    }
+}
+
+/// `IP:127.0.0.1` or `DNS:db.example` (openssl's notation), or a bare name.
+fn san(text: &str) -> SanType {
+    let value = text
+        .strip_prefix("IP:")
+        .or_else(|| text.strip_prefix("DNS:"))
+        .unwrap_or(text);
+    match value.parse() {
+        Ok(ip) => SanType::IpAddress(ip),
+        Err(_) => SanType::DnsName(value.try_into().unwrap()),
+    }
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        (params.not_before, params.not_after) = window(Validity::Current);
+        let key = KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca {
+            issuer: Issuer::new(params, key),
+            pem,
+        }
+    }
+
+    /// A certificate signed by this CA with common name `cn` and the given
+    /// subject alternative names.
+    pub fn leaf(&self, cn: &str, sans: &[&str], usage: Usage, validity: Validity) -> Leaf {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.subject_alt_names = sans.iter().map(|s| san(s)).collect();
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![match usage {
+            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        }];
+        params.use_authority_key_identifier_extension = true;
+        (params.not_before, params.not_after) = window(validity);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// A current server certificate for `san`.
+    pub fn server(&self, san: &str) -> Leaf {
+        self.leaf(
+            "pgsecrets test server",
+            &[san],
+            Usage::Server,
+            Validity::Current,
+        )
+    }
+
+    /// A current client certificate whose common name is `cn` (PostgreSQL
+    /// maps it to the user under `clientcert=verify-full`).
+    pub fn client(&self, cn: &str) -> Leaf {
+        self.leaf(cn, &[], Usage::Client, Validity::Current)
+    }
 }
 
 /// A CA and a server certificate for `san` (e.g. `IP:127.0.0.1` or
-/// `DNS:other.example`), written into `dir`.
+/// `DNS:other.example`), written into `dir` as `ca.pem`, `cert.pem` and
+/// `key.pem`.
 pub fn make(dir: &Path, san: &str) -> Certs {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec![
-        "req",
-        "-x509",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=pgsecrets test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ];
-    ca.extend(ec);
-    openssl(dir, &ca);
-    let mut csr = vec![
-        "req",
-        "-new",
-        "-subj",
-        "/CN=pgsecrets test server",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "server.csr",
-    ];
-    csr.extend(ec);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        format!("basicConstraints=critical,CA:FALSE\nsubjectAltName={san}\n"),
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "cert.pem",
-        ],
-    );
-    Certs {
-        ca_pem: dir.join("ca.pem"),
-        cert: dir.join("cert.pem"),
-        key: dir.join("key.pem"),
-    }
+    let ca = Ca::new("pgsecrets test CA");
+    let ca_pem = dir.join("ca.pem");
+    std::fs::write(&ca_pem, &ca.pem).unwrap();
+    let leaf = ca.server(san);
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    Certs { ca_pem, cert, key }
 }
