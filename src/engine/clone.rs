@@ -119,6 +119,7 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     let mut candidates = vec![source.password.clone()];
     candidates.extend(source.password_history.iter().cloned());
     let mut found = None;
+    let mut last_refusal = String::new();
     for candidate in candidates {
         match rotation::connect_root(&record, &candidate).await {
             Ok(client) => {
@@ -128,7 +129,7 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
                 found = Some(candidate);
                 break;
             }
-            Err(postgres::Error::AuthFailed { .. }) => continue,
+            Err(postgres::Error::AuthFailed { reason, .. }) => last_refusal = reason,
             Err(other) => return Err(Error::from_pg(other)),
         }
     }
@@ -137,6 +138,7 @@ async fn clone(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
             host: record.host,
             port: record.port,
             user: record.username,
+            reason: format!("none of the source's root passwords works ({last_refusal})"),
         });
     };
     record.password = password;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::records::{now, ClusterRecord, State};
-use super::settings::Settings;
+use super::settings::{self, Settings};
 use super::{identity, names, rotation, Engine, Error};
 use crate::logical::{handler, Field, Operation, Request, Response, Route};
 use crate::postgres;
@@ -54,6 +54,27 @@ pub fn routes(engine: &Arc<Engine>) -> Vec<Route<Error>> {
             "ssl_root_cert",
             "PEM CA certificate(s) to verify the server with (default: the system's trust roots).",
         ))
+        .field(Field::string("tls_ca", "Vault's name for ssl_root_cert."))
+        .field(Field::string(
+            "ssl_cert",
+            "PEM client certificate, for servers whose pg_hba.conf asks for one (clientcert=verify-ca or verify-full).",
+        ))
+        .field(Field::string("tls_certificate", "Vault's name for ssl_cert."))
+        .field(
+            Field::string(
+                "ssl_key",
+                "PEM private key of ssl_cert (unencrypted; stored encrypted, read back only with sudo).",
+            )
+            .sensitive(),
+        )
+        .field(Field::string("private_key", "Vault's name for ssl_key.").sensitive())
+        .field(
+            Field::string(
+                "channel_binding",
+                "As in libpq: require ties the SCRAM login to the TLS connection (SCRAM-SHA-256-PLUS); prefer or disable.",
+            )
+            .default(json!("prefer")),
+        )
         .field(
             Field::int(
                 "max_open_connections",
@@ -125,10 +146,11 @@ pub async fn check_root_privileges(
 /// Maps a root login failure to what the operator must fix.
 pub fn root_login_error(record: &ClusterRecord, e: postgres::Error) -> Error {
     match e {
-        postgres::Error::AuthFailed { user } => Error::RootCredentialsRejected {
+        postgres::Error::AuthFailed { user, reason } => Error::RootCredentialsRejected {
             host: record.host.clone(),
             port: record.port,
             user,
+            reason,
         },
         other => Error::from_pg(other),
     }
@@ -177,6 +199,9 @@ async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Res
         system_identifier: None,
         ssl_mode: settings.ssl_mode,
         ssl_root_cert: None,
+        ssl_cert: None,
+        ssl_key: None,
+        channel_binding: Default::default(),
         max_open_connections: 0,
         max_idle_connections: 0,
         max_connection_lifetime: 0,
@@ -188,6 +213,7 @@ async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Res
         disabled_at: None,
     };
     settings.apply_to(&mut record);
+    settings::check_tls(&record)?;
     // From the identity check until the record is stored, no other
     // registration of this mount may look.
     let _registering = engine.registration_lock().await;
@@ -229,12 +255,14 @@ async fn register(engine: &Engine, name: &str, settings: Settings) -> Result<Res
         )
     };
     let record = rotation::apply(engine, record, pending).await?;
-    Ok(Response::json(json!({
+    let mut response = Response::json(json!({
         "name": record.name,
         "management_role": record.management_role,
         "state": record.state.as_str(),
     }))
-    .with_warning(warning))
+    .with_warning(warning);
+    response.warnings.extend(settings::tls_warning(&record));
+    Ok(response)
 }
 
 /// The management role dev mode uses for `root_user`: `v-manage-dev-` and
@@ -289,12 +317,16 @@ async fn update(
     // weighty as reading the passwords, which needs sudo.
     if !sudo
         && (candidate.ssl_mode != record.ssl_mode
-            || candidate.ssl_root_cert != record.ssl_root_cert)
+            || candidate.ssl_root_cert != record.ssl_root_cert
+            || candidate.ssl_cert != record.ssl_cert
+            || candidate.ssl_key != record.ssl_key
+            || candidate.channel_binding != record.channel_binding)
     {
         return Err(Error::SudoRequired {
-            message: "changing the TLS settings (ssl_mode, ssl_root_cert) of a registered cluster needs sudo on this path".into(),
+            message: "changing the TLS settings (ssl_mode, ssl_root_cert, ssl_cert, ssl_key, channel_binding) of a registered cluster needs sudo on this path".into(),
         });
     }
+    settings::check_tls(&candidate)?;
     // New settings (TLS mode, database) must work before they are kept;
     // a disabled cluster comes back only if its stored credentials still work.
     let client = rotation::connect_root(&candidate, &candidate.password)
@@ -321,6 +353,7 @@ async fn update(
         "management_role": record.management_role,
         "state": record.state.as_str(),
     }));
+    warnings.extend(settings::tls_warning(&record));
     if reactivated {
         warnings.push("the cluster was disabled and is active again; its databases stay disabled until written again".into());
     }
@@ -339,6 +372,8 @@ pub fn cluster_json(record: &ClusterRecord, with_passwords: bool) -> Map<String,
         "management_role": record.management_role,
         "ssl_mode": record.ssl_mode.as_str(),
         "ssl_root_cert": record.ssl_root_cert,
+        "ssl_cert": record.ssl_cert,
+        "channel_binding": record.channel_binding.as_str(),
         "max_open_connections": record.max_open_connections,
         "max_idle_connections": record.max_idle_connections,
         "max_connection_lifetime": record.max_connection_lifetime,
@@ -350,6 +385,7 @@ pub fn cluster_json(record: &ClusterRecord, with_passwords: bool) -> Map<String,
     if with_passwords {
         data["password"] = json!(record.password);
         data["management_password"] = json!(record.management_password);
+        data["ssl_key"] = json!(record.ssl_key);
     }
     match data {
         Value::Object(map) => map,
@@ -445,7 +481,9 @@ async fn list_databases(engine: Arc<Engine>, req: Request) -> Result<Response, E
 const LIST_HELP: &str = "Lists every registered cluster, active or disabled; `key_info` gives each one's state, host and port.";
 const CLUSTER_HELP: &str = r#"Writing a new cluster registers it: pgsecrets connects with the given root user (TLS as `ssl_mode` says), checks that it can create roles, then in one PostgreSQL transaction creates a management role (`v-manage-<random>`, LOGIN CREATEROLE NOINHERIT) and changes the root password. The new passwords are stored (encrypted) before PostgreSQL changes, so a crash at any point never loses the working root password. The password you supplied stops working; do not change the root or management role by hand afterwards.
 
-Writing an existing active cluster updates its settings (TLS, pool sizes) without rotating; the new settings must connect. Changing `ssl_mode` or `ssl_root_cert` needs `sudo` on the path: every later connection sends the stored passwords under them. Writing a disabled cluster re-activates it when its stored credentials still work. A name is bound to its host and port.
+Writing an existing active cluster updates its settings (TLS, pool sizes) without rotating; the new settings must connect. Changing a TLS setting (`ssl_mode`, `ssl_root_cert`, `ssl_cert`, `ssl_key`, `channel_binding`) needs `sudo` on the path: every later connection sends the stored passwords under them. Writing a disabled cluster re-activates it when its stored credentials still work. A name is bound to its host and port.
+
+TLS follows libpq's `sslmode`: `verify-full` (default) checks the chain and the host name, with the system's trust roots unless `ssl_root_cert` gives a CA; `verify-ca` checks the chain only; `require` encrypts without checking the certificate (a warning says so), but given `ssl_root_cert` it checks the chain as `verify-ca` does, as libpq does; `disable` only when written explicitly. `prefer` and `allow`, which fall back to cleartext, are refused. Certificates are inline PEM; Vault's names `tls_ca`, `tls_certificate` and `private_key` are accepted for `ssl_root_cert`, `ssl_cert` and `ssl_key`. A write checks that they parse, are within their validity period and that the key belongs to the certificate; an encrypted key is refused. rustls, which pgsecrets uses, accepts no self-signed server certificate (sign it with a CA and give the CA) and reads host names only from the subjectAltName, never from the common name. `ssl_key` is stored encrypted and read back only with `sudo`.
 
 Passwords are sent only as SCRAM unless TLS verified the server (`ssl_mode=verify-full`): a server asking for a cleartext or md5 password over any other channel is refused before anything is sent (400), as libpq's `require_auth=scram-sha-256` would.
 

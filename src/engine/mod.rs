@@ -87,11 +87,12 @@ pub enum Error {
         "user {user:?} cannot create databases: give it CREATEDB or write with create_db=false"
     )]
     RootCannotCreateDatabases { user: String },
-    #[error("PostgreSQL at {host}:{port} rejected the password of user {user:?}")]
+    #[error("PostgreSQL at {host}:{port} refused the login of user {user:?}: {reason}")]
     RootCredentialsRejected {
         host: String,
         port: u16,
         user: String,
+        reason: String,
     },
     #[error("the stored credentials of cluster {name:?} no longer work; it stays disabled")]
     StoredCredentialsRejected { name: String },
@@ -199,8 +200,8 @@ impl Error {
                 Error::Unreachable { host, port, reason }
             }
             postgres::Error::Timeout { host, port } => Error::Timeout { host, port },
-            postgres::Error::AuthFailed { user } => Error::Postgres(format!(
-                "PostgreSQL rejected the stored credentials of {user:?}"
+            postgres::Error::AuthFailed { user, reason } => Error::Postgres(format!(
+                "PostgreSQL rejected the stored credentials of {user:?}: {reason}"
             )),
             postgres::Error::Tls(reason) => Error::Tls(reason),
             e @ (postgres::Error::NoTls { .. }

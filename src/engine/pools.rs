@@ -54,6 +54,8 @@ pub fn target(record: &ClusterRecord, database: &str, who: Who) -> Target {
         password,
         ssl_mode: record.ssl_mode,
         ssl_root_cert: record.ssl_root_cert.clone(),
+        client_identity: record.client_identity(),
+        channel_binding: record.channel_binding,
         connect_timeout: CONNECT_TIMEOUT,
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::postgres::SslMode;
+use crate::postgres::{ChannelBinding, ClientIdentity, SslMode};
 
 /// Storage keys, all below the mount's private prefix.
 pub mod keys {
@@ -89,6 +89,14 @@ pub struct ClusterRecord {
     pub system_identifier: Option<String>,
     pub ssl_mode: SslMode,
     pub ssl_root_cert: Option<String>,
+    /// Client certificate (PEM) for servers that ask for one.
+    #[serde(default)]
+    pub ssl_cert: Option<String>,
+    /// Its private key (PEM); shown only with sudo.
+    #[serde(default)]
+    pub ssl_key: Option<String>,
+    #[serde(default)]
+    pub channel_binding: ChannelBinding,
     pub max_open_connections: u32,
     pub max_idle_connections: u32,
     pub max_connection_lifetime: u64,
@@ -100,6 +108,19 @@ pub struct ClusterRecord {
     pub created_at: String,
     pub updated_at: String,
     pub disabled_at: Option<String>,
+}
+
+impl ClusterRecord {
+    /// The client certificate and key, when both are stored.
+    pub fn client_identity(&self) -> Option<ClientIdentity> {
+        match (&self.ssl_cert, &self.ssl_key) {
+            (Some(cert), Some(key)) => Some(ClientIdentity {
+                cert_pem: cert.clone(),
+                key_pem: key.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for ClusterRecord {

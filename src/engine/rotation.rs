@@ -69,10 +69,11 @@ const LOCK_WAIT_SECONDS: u32 = 10;
 
 fn rejected(record: &ClusterRecord, e: postgres::Error) -> Error {
     match e {
-        postgres::Error::AuthFailed { user } => Error::RootCredentialsRejected {
+        postgres::Error::AuthFailed { user, reason } => Error::RootCredentialsRejected {
             host: record.host.clone(),
             port: record.port,
             user,
+            reason,
         },
         other => Error::from_pg(other),
     }

@@ -46,6 +46,35 @@ impl SslMode {
     }
 }
 
+/// libpq's `channel_binding`: whether the SCRAM login is tied to the TLS
+/// channel (`SCRAM-SHA-256-PLUS`), so a server in the middle cannot relay it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChannelBinding {
+    Disable,
+    #[default]
+    Prefer,
+    Require,
+}
+
+impl ChannelBinding {
+    pub fn parse(text: &str) -> Option<ChannelBinding> {
+        match text {
+            "disable" => Some(ChannelBinding::Disable),
+            "prefer" => Some(ChannelBinding::Prefer),
+            "require" => Some(ChannelBinding::Require),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelBinding::Disable => "disable",
+            ChannelBinding::Prefer => "prefer",
+            ChannelBinding::Require => "require",
+        }
+    }
+}
+
 /// Where and as whom to connect.
 #[derive(Clone)]
 pub struct Target {
@@ -56,6 +85,9 @@ pub struct Target {
     pub password: String,
     pub ssl_mode: SslMode,
     pub ssl_root_cert: Option<String>,
+    /// The client certificate and key shown to servers that ask for one.
+    pub client_identity: Option<tls::ClientIdentity>,
+    pub channel_binding: ChannelBinding,
     pub connect_timeout: Duration,
 }
 
@@ -67,6 +99,7 @@ impl std::fmt::Debug for Target {
             .field("dbname", &self.dbname)
             .field("user", &self.user)
             .field("ssl_mode", &self.ssl_mode)
+            .field("client_certificate", &self.client_identity.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +115,11 @@ impl Target {
             .password(&self.password)
             .application_name("pgsecrets")
             .connect_timeout(self.connect_timeout)
+            .channel_binding(match self.channel_binding {
+                ChannelBinding::Disable => tokio_postgres::config::ChannelBinding::Disable,
+                ChannelBinding::Prefer => tokio_postgres::config::ChannelBinding::Prefer,
+                ChannelBinding::Require => tokio_postgres::config::ChannelBinding::Require,
+            })
             .ssl_mode(match self.ssl_mode {
                 SslMode::Disable => PgSslMode::Disable,
                 _ => PgSslMode::Require,
@@ -90,17 +128,21 @@ impl Target {
     }
 
     fn tls(&self) -> Result<MakeRustlsConnect, Error> {
-        let config = tls::client_config(self.ssl_mode, self.ssl_root_cert.as_deref())?
-            .unwrap_or_else(|| {
-                // Never used with sslmode=disable; tokio-postgres wants a type.
-                rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .expect("default protocol versions")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-            });
+        let config = tls::client_config(
+            self.ssl_mode,
+            self.ssl_root_cert.as_deref(),
+            self.client_identity.as_ref(),
+        )?
+        .unwrap_or_else(|| {
+            // Never used with sslmode=disable; tokio-postgres wants a type.
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("default protocol versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        });
         Ok(MakeRustlsConnect::new(config))
     }
 

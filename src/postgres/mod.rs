@@ -10,8 +10,9 @@ mod socket;
 pub mod statements;
 pub mod tls;
 
-pub use connect::{SslMode, Target};
+pub use connect::{ChannelBinding, SslMode, Target};
 pub use socket::same_address;
+pub use tls::ClientIdentity;
 
 use tokio_postgres::error::SqlState;
 
@@ -27,8 +28,11 @@ pub enum Error {
     },
     #[error("timed out connecting to PostgreSQL at {host}:{port}")]
     Timeout { host: String, port: u16 },
-    #[error("PostgreSQL rejected the credentials of user {user:?}")]
-    AuthFailed { user: String },
+    /// The server refused the login: a wrong password, but also a
+    /// `pg_hba.conf` that refuses it or wants a client certificate;
+    /// `reason` is the server's own message.
+    #[error("PostgreSQL rejected the credentials of user {user:?}: {reason}")]
+    AuthFailed { user: String, reason: String },
     #[error("TLS: {0}")]
     Tls(String),
     /// The server answered the TLS request with no: it runs with `ssl = off`.
@@ -76,6 +80,7 @@ impl Error {
             {
                 return Error::AuthFailed {
                     user: target.user.clone(),
+                    reason: db.message().to_string(),
                 };
             }
             return Error::Sql {

@@ -1,8 +1,11 @@
 //! TLS for connections to managed clusters, with libpq's `sslmode` meanings:
-//! `require` encrypts without checking the certificate, `verify-ca` checks
-//! the chain but not the host name, `verify-full` checks both. Trust roots
-//! are the given CA (inline PEM) or the system's. Handshake failures are
-//! told apart here: a server without TLS, and why a certificate was refused.
+//! `require` encrypts without checking the certificate (unless a CA is
+//! given: then, as in libpq, it checks the chain as `verify-ca` does),
+//! `verify-ca` checks the chain but not the host name, `verify-full` checks
+//! both. Trust roots are the given CA (inline PEM) or the system's. A client
+//! certificate and key (inline PEM) answer servers whose `pg_hba.conf` asks
+//! for one (`clientcert=verify-ca`). Handshake failures are told apart here:
+//! a server without TLS, and why a certificate was refused.
 
 use std::io;
 use std::pin::Pin;
@@ -12,8 +15,9 @@ use std::task::{ready, Context, Poll};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Error, SslMode};
@@ -22,21 +26,20 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+fn roots_from(certs: &[CertificateDer<'static>]) -> Result<RootCertStore, Error> {
+    let mut store = RootCertStore::empty();
+    for cert in certs {
+        store
+            .add(cert.clone())
+            .map_err(|e| Error::Tls(format!("ssl_root_cert: {e}")))?;
+    }
+    Ok(store)
+}
+
 fn roots(ca_pem: Option<&str>) -> Result<RootCertStore, Error> {
-    use rustls_pki_types::pem::PemObject;
     let mut store = RootCertStore::empty();
     match ca_pem {
-        Some(pem) => {
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| Error::Tls(format!("ssl_root_cert: {e}")))?;
-                store
-                    .add(cert)
-                    .map_err(|e| Error::Tls(format!("ssl_root_cert: {e}")))?;
-            }
-            if store.is_empty() {
-                return Err(Error::Tls("ssl_root_cert holds no certificate".into()));
-            }
-        }
+        Some(pem) => store = roots_from(&certificates("ssl_root_cert", pem)?)?,
         None => {
             let found = rustls_native_certs::load_native_certs();
             for cert in found.certs {
@@ -47,21 +50,45 @@ fn roots(ca_pem: Option<&str>) -> Result<RootCertStore, Error> {
     Ok(store)
 }
 
+/// A client certificate chain and its private key, both PEM, that
+/// pgsecrets shows servers asking for one. Debug never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity").finish_non_exhaustive()
+    }
+}
+
+/// Whether `mode` checks the server's chain once a CA is given: libpq's
+/// `require` does (it acts as `verify-ca` when a root certificate is there).
+pub fn checks_chain(mode: SslMode, ca_given: bool) -> bool {
+    match mode {
+        SslMode::Disable => false,
+        SslMode::Require => ca_given,
+        SslMode::VerifyCa | SslMode::VerifyFull => true,
+    }
+}
+
 /// The rustls client configuration for a mode (`None` for `disable`).
 pub fn client_config(
     mode: SslMode,
     ca_pem: Option<&str>,
+    identity: Option<&ClientIdentity>,
 ) -> Result<Option<rustls::ClientConfig>, Error> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?;
-    let config = match mode {
+    let builder = match mode {
         SslMode::Disable => return Ok(None),
-        SslMode::Require => builder
+        SslMode::Require if ca_pem.is_none() => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate))
-            .with_no_client_auth(),
-        SslMode::VerifyCa => {
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate)),
+        SslMode::Require | SslMode::VerifyCa => {
             let inner =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider())
                     .build()
@@ -69,13 +96,123 @@ pub fn client_config(
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly { inner }))
-                .with_no_client_auth()
         }
-        SslMode::VerifyFull => builder
-            .with_root_certificates(roots(ca_pem)?)
-            .with_no_client_auth(),
+        SslMode::VerifyFull => builder.with_root_certificates(roots(ca_pem)?),
+    };
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            let (chain, key) = parse_identity(identity)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| Error::Tls(format!("ssl_cert/ssl_key: {e}")))?
+        }
     };
     Ok(Some(config))
+}
+
+fn parse_identity(
+    identity: &ClientIdentity,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), Error> {
+    let chain = certificates("ssl_cert", &identity.cert_pem)?;
+    if identity.key_pem.contains("ENCRYPTED PRIVATE KEY")
+        || identity.key_pem.contains("Proc-Type: 4,ENCRYPTED")
+    {
+        return Err(Error::Tls(
+            "ssl_key is encrypted with a passphrase, which pgsecrets cannot use: give it decrypted (openssl pkey -in key.pem); pgsecrets stores it encrypted".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).map_err(|e| {
+        Error::Tls(format!(
+            "ssl_key holds no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"
+        ))
+    })?;
+    Ok((chain, key))
+}
+
+/// The certificates of a PEM text, at least one.
+fn certificates(field: &str, pem: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Tls(format!("{field}: {e}")))?;
+    if chain.is_empty() {
+        return Err(Error::Tls(format!("{field} holds no PEM certificate")));
+    }
+    Ok(chain)
+}
+
+/// Checks what a cluster write gives before it is kept: every certificate
+/// parses and is within its validity period at `now` (unix seconds), and the
+/// key belongs to the client certificate.
+pub fn check_settings(
+    ca_pem: Option<&str>,
+    identity: Option<&ClientIdentity>,
+    now: i64,
+) -> Result<(), (&'static str, String)> {
+    if let Some(pem) = ca_pem {
+        let roots =
+            certificates("ssl_root_cert", pem).map_err(|e| ("ssl_root_cert", e.to_string()))?;
+        for (at, cert) in roots.iter().enumerate() {
+            check_validity(cert, now)
+                .map_err(|why| ("ssl_root_cert", format!("certificate {} {why}", at + 1)))?;
+        }
+        roots_from(&roots).map_err(|e| ("ssl_root_cert", e.to_string()))?;
+    }
+    if let Some(identity) = identity {
+        let (chain, key) = parse_identity(identity).map_err(|e| {
+            let field = if e.to_string().starts_with("ssl_cert") {
+                "ssl_cert"
+            } else {
+                "ssl_key"
+            };
+            (field, tls_reason(e))
+        })?;
+        check_validity(&chain[0], now)
+            .map_err(|why| ("ssl_cert", format!("the certificate {why}")))?;
+        let signing = provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| ("ssl_key", format!("unusable private key: {e}")))?;
+        rustls::sign::CertifiedKey::new(chain, signing)
+            .keys_match()
+            .map_err(|_| {
+                (
+                    "ssl_key",
+                    "it is not the key of the certificate in ssl_cert".to_string(),
+                )
+            })?;
+    }
+    Ok(())
+}
+
+fn tls_reason(e: Error) -> String {
+    match e {
+        Error::Tls(reason) => reason,
+        other => other.to_string(),
+    }
+}
+
+/// `Ok` when `now` is inside the certificate's validity period; otherwise
+/// why not, as "expired at ..." or "is not valid until ...".
+fn check_validity(cert: &CertificateDer<'_>, now: i64) -> Result<(), String> {
+    use x509_cert::der::Decode;
+    let parsed = x509_cert::Certificate::from_der(cert.as_ref())
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    let validity = &parsed.tbs_certificate.validity;
+    let not_before = validity.not_before.to_unix_duration().as_secs() as i64;
+    let not_after = validity.not_after.to_unix_duration().as_secs() as i64;
+    let show = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| t.to_string())
+    };
+    if now > not_after {
+        return Err(format!("expired at {}", show(not_after)));
+    }
+    if now < not_before {
+        return Err(format!("is not valid until {}", show(not_before)));
+    }
+    Ok(())
 }
 
 /// `sslmode=require`: encryption without authentication of the server, as
@@ -247,11 +384,22 @@ pub fn certificate_reason(error: &rustls::CertificateError, host: &str, ca_given
     use rustls::CertificateError as E;
     match error {
         E::UnknownIssuer if ca_given => {
-            "unknown issuer: it is not signed by the CA in ssl_root_cert".into()
+            "unknown issuer: it is not signed by the CA in ssl_root_cert (a self-signed server certificate cannot be its own CA: rustls accepts only one a CA signed)".into()
+        }
+        E::Other(other)
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            "it is a CA certificate, not a server's (self-signed ones made with `openssl req -x509` are): rustls accepts only a server certificate signed by a CA; give that CA as ssl_root_cert".into()
         }
         E::UnknownIssuer => "unknown issuer: it is not signed by a CA this system trusts; give the CA certificate as ssl_root_cert".into(),
         E::NotValidForName => format!(
             "name mismatch: it is not valid for {host:?}; connect by a name it holds, or use ssl_mode=verify-ca to check the CA only"
+        ),
+        E::NotValidForNameContext { presented, .. } if presented.is_empty() => format!(
+            "name mismatch: it holds no subjectAltName, and rustls does not read host names from the common name (CN); reissue it with a subjectAltName for {host:?}"
         ),
         E::NotValidForNameContext { presented, .. } => format!(
             "name mismatch: it is not valid for {host:?} but for {}; connect by a name it holds, or use ssl_mode=verify-ca to check the CA only",

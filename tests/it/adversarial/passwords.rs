@@ -401,9 +401,14 @@ async fn changing_a_clusters_tls_trust_needs_sudo() {
     let dir = tempfile::tempdir().unwrap();
     let certs = crate::support::certs::make(dir.path(), "IP:127.0.0.1");
     let ca_pem = std::fs::read_to_string(&certs.ca_pem).unwrap();
+    let client = crate::support::certs::Ca::new("client CA").client("pgsecrets");
     for change in [
         json!({"ssl_mode": "require"}),
         json!({"ssl_root_cert": ca_pem}),
+        json!({"tls_ca": ca_pem}),
+        json!({"ssl_cert": client.cert_pem, "ssl_key": client.key_pem}),
+        json!({"tls_certificate": client.cert_pem, "private_key": client.key_pem}),
+        json!({"channel_binding": "require"}),
     ] {
         let r = s
             .write_as(&token, "database/cluster/adv-pw-tls", change.clone())

@@ -94,6 +94,12 @@ impl Ca {
         }
     }
 
+    /// The CA's private key, PEM (for a self-signed certificate that is
+    /// its own CA).
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
     /// A certificate signed by this CA with common name `cn` and the given
     /// subject alternative names.
     pub fn leaf(&self, cn: &str, sans: &[&str], usage: Usage, validity: Validity) -> Leaf {
