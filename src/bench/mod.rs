@@ -13,6 +13,7 @@
 //! direct PostgreSQL work is in [`floor`], the closed-loop load in [`load`].
 //! [`peer`] (not run by default) compares pgsecrets with OpenBao.
 
+pub mod audit;
 pub mod child;
 pub mod floor;
 pub mod http_load;
@@ -83,15 +84,18 @@ pub enum Scenario {
     /// pgsecrets vs OpenBao in the same run (needs a bao binary; not in
     /// the default set).
     Peer,
+    /// 6: creds/s with a file audit device vs without.
+    Audit,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Issue,
         Scenario::Revoke,
         Scenario::Scale,
         Scenario::Iterations,
         Scenario::Storage,
+        Scenario::Audit,
     ];
 
     fn needs_postgres(self) -> bool {
@@ -217,6 +221,7 @@ async fn run_scenarios(options: Options) -> Result<(), Error> {
             Scenario::Scale => scale::scale(pg()?, &plan, &mut report).await?,
             Scenario::Iterations => report.add(issue::iterations(pg()?, &plan).await?),
             Scenario::Storage => report.add(kv::storage(&plan).await?),
+            Scenario::Audit => report.add(audit::audit(pg()?, &plan).await?),
             Scenario::Peer => {
                 peer::peer(pg()?, &plan, options.openbao.as_deref(), &mut report).await?
             }

@@ -38,6 +38,11 @@ pub struct Server {
 impl Server {
     /// A fresh server on new SQLite storage (encrypted, as in production).
     pub async fn start() -> Result<Server, Error> {
+        Server::start_with(server::ServerOptions::default()).await
+    }
+
+    /// [`Server::start`] with options (an audit device, say).
+    pub async fn start_with(options: server::ServerOptions) -> Result<Server, Error> {
         let dir = tempfile::Builder::new()
             .prefix("pgsecrets-bench-")
             .tempdir()?;
@@ -46,14 +51,23 @@ impl Server {
         crate::random::fill(&mut key);
         let storage = Storage::initialize(backend, &key).await?;
         let root = server::initialize(&storage, None).await?;
-        let mut s = Server::start_on(storage, root).await?;
+        let mut s = Server::start_on_with(storage, root, options).await?;
         s.dir = Some(dir);
         Ok(s)
     }
 
     /// Serves storage that is already initialised.
     pub async fn start_on(storage: Storage, root_token: String) -> Result<Server, Error> {
-        let server::Assembled { router, workers } = server::assemble(storage.clone()).await?;
+        Server::start_on_with(storage, root_token, server::ServerOptions::default()).await
+    }
+
+    async fn start_on_with(
+        storage: Storage,
+        root_token: String,
+        options: server::ServerOptions,
+    ) -> Result<Server, Error> {
+        let server::Assembled { router, workers } =
+            server::assemble_options(storage.clone(), options).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();

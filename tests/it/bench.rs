@@ -60,6 +60,8 @@ fn a_quick_benchmark_reports_figures_for_every_scenario_and_a_summary() {
         ("storage", "put", "puts/s"),
         ("storage", "get", "gets/s"),
         ("storage", "scan", "scans/s"),
+        ("audit", "c=16 iter=4096, file audit device", "creds/s"),
+        ("audit", "c=16 iter=1, file audit device", "p99 ms"),
     ];
     for (scenario, case, metric) in expected {
         let row = rows
