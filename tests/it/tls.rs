@@ -306,6 +306,23 @@ async fn served_certificate(ca_pem: &str, url: &str) -> Option<Vec<u8>> {
     info.peer_certificate().map(<[u8]>::to_vec)
 }
 
+/// `pgsecrets_tls_cert_expiry_seconds{use="listener"}`, scraped.
+async fn listener_expiry_seconds(ca_pem: &str, url: &str) -> f64 {
+    let text = client(ca_pem, |b| b)
+        .get(format!("{url}/v1/sys/metrics?format=prometheus"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("pgsecrets_tls_cert_expiry_seconds{use=\"listener\"} "))
+        .unwrap_or_else(|| panic!("no listener gauge in {text}"))
+        .parse()
+        .unwrap()
+}
+
 fn der(leaf: &Leaf) -> Vec<u8> {
     use rustls_pki_types::pem::PemObject;
     rustls_pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes())
@@ -338,17 +355,34 @@ async fn sighup_serves_a_new_certificate_and_keeps_it_when_the_next_pair_is_bad(
     let first_ca = Ca::new("first CA");
     let first = first_ca.server("IP:127.0.0.1");
     let (cert, key) = first.write(dir.path(), "listener");
-    let lines = tls_lines(&cert, &key);
+    let lines = format!(
+        "{}\nunauthenticated_metrics_access = true",
+        tls_lines(&cert, &key)
+    );
     let url = format!("https://{}", lines.split('"').nth(1).expect("the address"));
     let (child, log) = start(dir.path(), &lines);
     let server = Running(child);
     wait_served(&first_ca.pem, &url, &der(&first)).await;
 
+    let day = 86_400.0;
+    let left = listener_expiry_seconds(&first_ca.pem, &url).await;
+    assert!(left > day - 600.0 && left <= day, "{left}");
+
     let renewed_ca = Ca::new("renewed CA");
-    let renewed = renewed_ca.server("IP:127.0.0.1");
+    let renewed = renewed_ca.leaf(
+        "pgsecrets test server",
+        &["IP:127.0.0.1"],
+        Usage::Server,
+        Validity::Year,
+    );
     renewed.write(dir.path(), "listener");
     sighup(&server.0);
     wait_served(&renewed_ca.pem, &url, &der(&renewed)).await;
+    let left = listener_expiry_seconds(&renewed_ca.pem, &url).await;
+    assert!(
+        left > 364.0 * day,
+        "the gauge follows the renewed certificate: {left}"
+    );
     assert_eq!(
         served_certificate(&first_ca.pem, &url).await,
         None,
@@ -393,6 +427,8 @@ async fn sighup_serves_a_new_certificate_and_keeps_it_when_the_next_pair_is_bad(
         served_certificate(&renewed_ca.pem, &url).await,
         Some(der(&renewed))
     );
+    let left = listener_expiry_seconds(&renewed_ca.pem, &url).await;
+    assert!(left > 364.0 * day, "refused pairs leave the gauge: {left}");
 }
 
 /// An expired, not yet valid or mismatched pair stops the start: a non-zero
