@@ -37,10 +37,41 @@ pub struct SealConfig {
     pub key_env: Option<String>,
 }
 
+/// The listener's TLS, from `[listener]`'s `tls_*` options (Vault's names).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsConfig {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// `tls_min_version`: rustls has nothing below TLS 1.2.
+    pub min_version: TlsVersion,
+    /// `tls_client_ca_file`: the CAs whose client certificates are accepted.
+    /// As in Vault, it is used only when client certificates are required.
+    pub client_ca_file: Option<PathBuf>,
+    /// `tls_require_and_verify_client_cert`: a client without a certificate
+    /// signed by `client_ca_file` is refused at the handshake.
+    pub require_client_cert: bool,
+}
+
+impl TlsConfig {
+    /// A certificate and key with the defaults: TLS 1.2 and up, no client
+    /// certificates.
+    pub fn new(cert_file: impl Into<PathBuf>, key_file: impl Into<PathBuf>) -> TlsConfig {
+        TlsConfig {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            min_version: TlsVersion::Tls12,
+            client_ca_file: None,
+            require_client_cert: false,
+        }
+    }
+}
+
+/// The lowest TLS version the listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    #[default]
+    Tls12,
+    Tls13,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
@@ -99,6 +130,10 @@ struct FileListener {
     address: Option<String>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    tls_min_version: Option<String>,
+    tls_client_ca_file: Option<PathBuf>,
+    tls_require_and_verify_client_cert: Option<bool>,
+    tls_disable_client_certs: Option<bool>,
     max_request_size: Option<usize>,
     http_read_header_timeout: Option<String>,
     http_read_timeout: Option<String>,
@@ -158,6 +193,10 @@ impl Config {
             address: None,
             tls_cert_file: None,
             tls_key_file: None,
+            tls_min_version: None,
+            tls_client_ca_file: None,
+            tls_require_and_verify_client_cert: None,
+            tls_disable_client_certs: None,
             max_request_size: None,
             http_read_header_timeout: None,
             http_read_timeout: None,
@@ -166,24 +205,13 @@ impl Config {
             unauthenticated_metrics_access: None,
             x_forwarded_for_authorized_addrs: None,
         });
+        let tls = listener_tls(&listener, resolve)?;
         let address_text = listener.address.unwrap_or_else(|| "127.0.0.1:8200".into());
         let address: SocketAddr = address_text.parse().map_err(|_| {
             Error::Invalid(format!(
                 "listener.address {address_text:?} is not an IP:port address"
             ))
         })?;
-        let tls = match (listener.tls_cert_file, listener.tls_key_file) {
-            (Some(cert), Some(key)) => Some(TlsConfig {
-                cert_file: resolve(cert),
-                key_file: resolve(key),
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(Error::Invalid(
-                    "listener.tls_cert_file and listener.tls_key_file go together".into(),
-                ))
-            }
-        };
         let max_request_size = listener
             .max_request_size
             .unwrap_or(crate::wire::DEFAULT_MAX_REQUEST_SIZE);
@@ -313,6 +341,67 @@ impl Config {
     }
 }
 
+/// `[listener]`'s TLS options, checked together: TLS is on when a
+/// certificate and key are given, and the other `tls_*` options need it.
+fn listener_tls(
+    listener: &FileListener,
+    resolve: impl Fn(PathBuf) -> PathBuf,
+) -> Result<Option<TlsConfig>, Error> {
+    let (cert, key) = match (&listener.tls_cert_file, &listener.tls_key_file) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        (None, None) => {
+            let given = [
+                ("tls_min_version", listener.tls_min_version.is_some()),
+                ("tls_client_ca_file", listener.tls_client_ca_file.is_some()),
+                (
+                    "tls_require_and_verify_client_cert",
+                    listener.tls_require_and_verify_client_cert.is_some(),
+                ),
+            ];
+            if let Some((name, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(Error::Invalid(format!(
+                    "listener.{name} needs TLS: set listener.tls_cert_file and listener.tls_key_file"
+                )));
+            }
+            return Ok(None);
+        }
+        _ => {
+            return Err(Error::Invalid(
+                "listener.tls_cert_file and listener.tls_key_file go together".into(),
+            ))
+        }
+    };
+    let min_version = match listener.tls_min_version.as_deref() {
+        None | Some("tls12") => TlsVersion::Tls12,
+        Some("tls13") => TlsVersion::Tls13,
+        Some(other) => {
+            return Err(Error::Invalid(format!(
+                "listener.tls_min_version {other:?} is not supported: rustls supports only \"tls12\" (the default) and \"tls13\""
+            )))
+        }
+    };
+    let require_client_cert = listener.tls_require_and_verify_client_cert.unwrap_or(false);
+    if require_client_cert && listener.tls_disable_client_certs == Some(true) {
+        return Err(Error::Invalid(
+            "listener.tls_disable_client_certs and listener.tls_require_and_verify_client_cert are mutually exclusive".into(),
+        ));
+    }
+    // Vault would check client certificates against the OS trust store
+    // here; any public CA's customer would then pass, so a CA is required.
+    if require_client_cert && listener.tls_client_ca_file.is_none() {
+        return Err(Error::Invalid(
+            "listener.tls_require_and_verify_client_cert needs listener.tls_client_ca_file: the CA whose client certificates are accepted".into(),
+        ));
+    }
+    Ok(Some(TlsConfig {
+        cert_file: resolve(cert),
+        key_file: resolve(key),
+        min_version,
+        client_ca_file: listener.tls_client_ca_file.clone().map(&resolve),
+        require_client_cert,
+    }))
+}
+
 /// A listener timeout: Vault's duration syntax (`10s`, `5m`), positive.
 fn listener_duration(name: &str, text: &str) -> Result<std::time::Duration, Error> {
     match crate::logical::duration::parse_seconds(text.trim()) {
@@ -377,6 +466,56 @@ mod tests {
                 path: "/etc/a.db".into()
             }
         );
+    }
+
+    #[test]
+    fn listener_tls_options_take_vaults_names() {
+        let p = Path::new("/etc/x.toml");
+        let parse = |listener: &str| {
+            Config::parse(
+                &format!("[listener]\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n{listener}\n[storage]\nbackend = \"inmem\""),
+                p,
+            )
+        };
+        let tls = parse("").unwrap().tls.unwrap();
+        assert_eq!(tls, TlsConfig::new("/etc/c.pem", "/etc/k.pem"));
+        let tls = parse(
+            "tls_min_version = \"tls13\"\ntls_client_ca_file = \"ca.pem\"\ntls_require_and_verify_client_cert = true",
+        )
+        .unwrap()
+        .tls
+        .unwrap();
+        assert_eq!(tls.min_version, TlsVersion::Tls13);
+        assert_eq!(
+            tls.client_ca_file.as_deref(),
+            Some(Path::new("/etc/ca.pem"))
+        );
+        assert!(tls.require_client_cert);
+        let e = parse("tls_min_version = \"tls11\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"tls11\"") && e.contains("rustls supports only \"tls12\""),
+            "{e}"
+        );
+        let e = parse("tls_require_and_verify_client_cert = true")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tls_require_and_verify_client_cert") && e.contains("tls_client_ca_file"),
+            "{e}"
+        );
+        let e = parse("tls_client_ca_file = \"ca.pem\"\ntls_require_and_verify_client_cert = true\ntls_disable_client_certs = true")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mutually exclusive"), "{e}");
+        let e = Config::parse(
+            "[listener]\ntls_min_version = \"tls13\"\n[storage]\nbackend = \"inmem\"",
+            p,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("tls_min_version needs TLS"), "{e}");
     }
 
     #[test]

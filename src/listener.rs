@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -27,16 +27,49 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::wire::WireConfig;
 
+/// The listener's TLS configuration, which a reload (SIGHUP) replaces.
+///
+/// Why the whole `ServerConfig` is swapped rather than a certificate
+/// resolver (`ResolvesServerCert`) put in one: a reload may also change the
+/// client CA, and the client verifier lives in the `ServerConfig`, outside
+/// any resolver. Swapping the config replaces certificate, key and CA
+/// together, in one step, and the accept loop reads it once per connection:
+/// connections accepted after a reload get the new one, those already open
+/// keep theirs.
+#[derive(Clone, Debug)]
+pub struct Tls(Arc<RwLock<Arc<rustls::ServerConfig>>>);
+
+impl Tls {
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Tls {
+        Tls(Arc::new(RwLock::new(config)))
+    }
+
+    /// The configuration for a connection accepted now.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        Arc::clone(&self.0.read().expect("listener TLS"))
+    }
+
+    /// Serves `config` to the connections accepted from now on.
+    pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
+        *self.0.write().expect("listener TLS") = config;
+    }
+}
+
+impl From<Arc<rustls::ServerConfig>> for Tls {
+    fn from(config: Arc<rustls::ServerConfig>) -> Tls {
+        Tls::new(config)
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then lets the
 /// requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     config: WireConfig,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let acceptor = tls.map(TlsAcceptor::from);
     let cap = config.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(cap));
     let (stop, stopping) = watch::channel(false);
@@ -63,7 +96,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let config = config.clone();
-        let acceptor = acceptor.clone();
+        let acceptor = tls.as_ref().map(|tls| TlsAcceptor::from(tls.current()));
         let stopping = stopping.clone();
         tokio::spawn(async move {
             let _slot = slot;

@@ -12,8 +12,16 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
     };
     init_logging(args.log_format.unwrap_or(config.log_format));
     // The listener's certificate is part of the configuration: a bad one
-    // fails the start before the storage is opened.
-    let tls = config.tls.as_ref().map(server::tls_config).transpose()?;
+    // (unreadable, expired, not matching its key) fails the start before
+    // the storage is opened.
+    let loaded = config.tls.as_ref().map(server::load_tls).transpose()?;
+    if let Some(tls) = &config.tls {
+        if tls.client_ca_file.is_some() && !tls.require_client_cert {
+            tracing::warn!(
+                "listener.tls_client_ca_file is used only with tls_require_and_verify_client_cert = true (as in Vault): client certificates are not checked"
+            );
+        }
+    }
     // In-memory storage starts empty, so it is initialised here and the root
     // token printed, as `vault server -dev` does.
     let (storage, root_token) = if args.dev || config.storage == StorageConfig::InMem {
@@ -37,19 +45,23 @@ pub async fn run(args: ServerArgs) -> Result<(), StartError> {
         router,
         workers: _workers,
     } = server::assemble_options(storage, options).await?;
-    if let Some(tls) = &config.tls {
-        let pem = std::fs::read(&tls.cert_file)?;
-        if let Some(not_after) = crate::telemetry::not_after(&pem) {
-            router.telemetry.certificate("listener", not_after);
-        }
-    }
-    // SIGHUP reopens the audit files (log rotation).
+    let tls = loaded.map(|loaded| {
+        router.telemetry.certificate("listener", loaded.not_after);
+        crate::listener::Tls::new(loaded.config)
+    });
+    // SIGHUP reopens the audit files (log rotation) and reloads the
+    // listener's certificate (renewal).
     if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         let audit = router.audit.clone();
+        let telemetry = router.telemetry.clone();
+        let reloadable = config.tls.clone().zip(tls.clone());
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reopening the audit devices");
                 audit.reopen();
+                if let Some((files, live)) = &reloadable {
+                    server::reload_tls(files, live, &telemetry);
+                }
             }
         });
     }

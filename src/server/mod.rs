@@ -4,10 +4,10 @@
 //! listener's TLS in [`tls`].
 
 mod storage_init;
-mod tls;
+pub mod tls;
 
 pub use storage_init::{fresh_inmem, initialize, open_backend, operator_init, read_key, unseal};
-pub use tls::tls_config;
+pub use tls::{load as load_tls, reload as reload_tls, tls_config};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,8 +46,8 @@ pub enum StartError {
     WrongKey,
     #[error("unseal key: {0}")]
     Key(String),
-    #[error("TLS: {0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] tls::Error),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: std::net::SocketAddr,
@@ -266,7 +266,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Arc<Router>,
     wire_config: WireConfig,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<crate::listener::Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let app = wire::app(router, wire_config.clone());

@@ -437,10 +437,10 @@ async fn over_https_the_agent_trusts_its_ca_cert() {
 
     // The same storage, now served over TLS only.
     let certs = crate::support::certs::make(d, "IP:127.0.0.1");
-    let tls = pgsecrets::server::tls_config(&pgsecrets::config::TlsConfig {
-        cert_file: certs.cert.clone(),
-        key_file: certs.key.clone(),
-    })
+    let tls = pgsecrets::server::tls_config(&pgsecrets::config::TlsConfig::new(
+        certs.cert.clone(),
+        certs.key.clone(),
+    ))
     .unwrap();
     let pgsecrets::server::Assembled {
         router,

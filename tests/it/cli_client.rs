@@ -723,11 +723,7 @@ async fn https_servers_are_trusted_through_vault_cacert() {
 
     let dir = tempfile::tempdir().unwrap();
     let certs = crate::support::certs::make(dir.path(), "IP:127.0.0.1");
-    let tls = server::tls_config(&TlsConfig {
-        cert_file: certs.cert,
-        key_file: certs.key,
-    })
-    .unwrap();
+    let tls = server::tls_config(&TlsConfig::new(certs.cert, certs.key)).unwrap();
     let (storage, root) = server::fresh_inmem(None).await.unwrap();
     let server::Assembled {
         router,

@@ -24,6 +24,8 @@ pub enum Validity {
     Expired,
     /// Begins in a day.
     NotYet,
+    /// From an hour ago for a year (a renewal, told apart by its expiry).
+    Year,
 }
 
 /// What a leaf certificate is for (its extended key usage).
@@ -64,6 +66,7 @@ fn window(validity: Validity) -> (time::OffsetDateTime, time::OffsetDateTime) {
         Validity::Current => (now - hour, now + day),
         Validity::Expired => (now - day, now - hour),
         Validity::NotYet => (now + day, now + day + day),
+        Validity::Year => (now - hour, now + day * 365),
     }
 }
 
