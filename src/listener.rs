@@ -218,8 +218,12 @@ async fn serve_connection<I>(
                 return;
             }
             _ = idle, if !closing => {
-                if deadline.is_some_and(|at| at <= Instant::now())
-                    && activity.in_flight.load(Ordering::SeqCst) == 0
+                // The deadline is computed anew: the one slept on may be
+                // stale (requests came and went meanwhile), and a busy
+                // connection caught between two requests is not idle.
+                if activity
+                    .deadline(opened, config)
+                    .is_some_and(|at| at <= Instant::now())
                 {
                     if activity.last_done.lock().expect("activity").is_none() {
                         // Never sent a request: nothing to finish.

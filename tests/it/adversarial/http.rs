@@ -149,6 +149,58 @@ async fn an_idle_keep_alive_connection_is_closed() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// Reads one HTTP/1.1 response (head and a Content-Length body) from a
+/// connection that stays open; `None` if the server closed it instead.
+async fn read_response(stream: &mut TcpStream) -> Option<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return Some(String::from_utf8_lossy(&got).into_owned());
+            }
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_in_use_outlives_the_header_timeout() {
+    // Found by the audit benchmark: the watchdog slept until "opened +
+    // header timeout" and, waking between two requests, closed a busy
+    // connection as if it had never spoken; a client sending its next
+    // request at that moment got "connection closed before message
+    // completed".
+    let s = TestServer::start_with_wire(WireConfig {
+        idle_timeout: Duration::from_secs(60),
+        ..tight()
+    })
+    .await;
+    let mut stream = TcpStream::connect(address(&s)).await.unwrap();
+    // Three header timeouts' worth of requests, with pauses between them
+    // (the connection is idle most of the time, but never for a second).
+    for n in 0..30 {
+        stream
+            .write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_response(&mut stream)
+            .await
+            .unwrap_or_else(|| panic!("the server closed a connection in use after {n} requests"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[test]
 fn the_default_cap_leaves_descriptors_for_storage_and_postgres() {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
