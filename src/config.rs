@@ -253,9 +253,11 @@ impl Config {
                     Error::Invalid("storage.path is required for the sqlite backend".into())
                 })?),
             },
-            other => return Err(Error::Invalid(format!(
+            other => {
+                return Err(Error::Invalid(format!(
                 "storage.backend {other:?} is unknown: use \"sqlite\", \"postgresql\" or \"inmem\""
-            ))),
+            )))
+            }
         };
         if file.storage.backend != "postgresql" {
             for (name, set) in [

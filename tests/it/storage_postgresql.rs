@@ -10,7 +10,10 @@ use std::sync::Arc;
 use pgsecrets::storage::postgresql::{PgBackend, Settings, SCHEMA_VERSION};
 use pgsecrets::storage::{Backend, Error, Op, Storage};
 
-use crate::support::pg::Pg;
+use serde_json::json;
+
+use crate::support::pg::{Pg, PgVersion};
+use crate::support::server::TestServer;
 
 /// A fresh, empty database on the shared server; its URL.
 async fn fresh_database() -> String {
@@ -389,4 +392,70 @@ async fn errors_name_the_server_but_never_the_password() {
     assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
     assert!(!message.contains(secret), "{message}");
     assert!(!format!("{settings:?}").contains(secret));
+}
+
+/// The same server journey as `restart.rs` for SQLite: state written
+/// through a real server survives a restart on PostgreSQL storage, and the
+/// table holds none of it in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_postgresql_storage_keeps_its_state_across_a_restart() {
+    let url = fresh_database().await;
+    let key = [9u8; 32];
+    let backend = Arc::new(PgBackend::connect(&Settings::new(&url)).await.unwrap());
+    let storage = Storage::initialize(backend, &key).await.unwrap();
+    let root = pgsecrets::server::initialize(&storage, None).await.unwrap();
+    let s = TestServer::start_on(storage, root.clone(), 1 << 20).await;
+    let policy = "path \"sys/mounts\" { capabilities = [\"read\"] } # marker-policy-text";
+    assert_eq!(
+        s.write("sys/policies/acl/keeper", json!({"policy": policy}))
+            .await
+            .status,
+        204
+    );
+    let token = s.token_with(&["keeper"]).await;
+    s.shutdown().await;
+
+    let rows = table(&sql(&url).await).await;
+    let contains = |needle: &str| {
+        rows.iter()
+            .any(|(_, v)| v.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    };
+    assert!(!contains(&token) && !contains(&root), "a token in clear");
+    assert!(!contains("marker-policy-text"), "policy text in clear");
+
+    let backend = Arc::new(PgBackend::connect(&Settings::new(&url)).await.unwrap());
+    let storage = Storage::unseal(backend, &key).await.unwrap();
+    let s = TestServer::start_on(storage, root, 1 << 20).await;
+    assert_eq!(s.read_as(&token, "sys/mounts").await.status, 200);
+    assert_eq!(
+        s.read("sys/policies/acl/keeper").await.data()["policy"],
+        policy
+    );
+    s.shutdown().await;
+}
+
+/// Nodes and their database often start together: an unreachable database
+/// is retried (capped backoff) until it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_waits_for_a_database_that_is_not_up_yet() {
+    let pg = Arc::new(Pg::start(PgVersion::under_test()));
+    let settings = Settings::new(url(&pg, pg.password(), "postgres"));
+    pg.stop();
+    let e = PgBackend::connect_retrying(&settings, Some(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::PostgresUnreachable { .. }), "{e:?}");
+    let waiting = tokio::spawn(async move { PgBackend::connect_retrying(&settings, None).await });
+    let restarted = Arc::clone(&pg);
+    tokio::task::spawn_blocking(move || restarted.restart())
+        .await
+        .unwrap();
+    // A bound against hanging the run, not a timing assertion.
+    let backend = tokio::time::timeout(std::time::Duration::from_secs(120), waiting)
+        .await
+        .expect("connected once the database was up")
+        .unwrap()
+        .unwrap();
+    backend.apply(&[Op::put("k", "v")]).unwrap();
+    assert_eq!(backend.get("k").unwrap().as_deref(), Some(&b"v"[..]));
 }

@@ -36,6 +36,11 @@ use crate::storage::Error;
 /// int)`, a key space apart from the migration's one-key lock): "pgHA".
 const FAST_PATH_SPACE: i32 = 0x7067_4841;
 
+/// How long one lock call (acquire, renew, …) may take (issue 19: a 2 s
+/// timeout per renewal attempt). A call that times out drops the session:
+/// one in an unknown state cannot prove it still holds the lock.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What writes carry to prove they come from the lock's current holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
@@ -120,13 +125,24 @@ impl HaLock {
             .run(async move {
                 let mut session = session.lock().await;
                 connect(&shared, &mut session, &app).await?;
-                work(Ctx {
+                let ctx = Ctx {
                     shared: &shared,
                     session: &mut session,
                     holder: &holder,
                     ttl,
-                })
-                .await
+                };
+                match tokio::time::timeout(CALL_TIMEOUT, work(ctx)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        drop_session(&shared, &mut session);
+                        Err(Error::PostgresUnreachable {
+                            addr: shared.addr.clone(),
+                            message: format!(
+                                "the HA lock call took longer than {CALL_TIMEOUT:?}; its session was dropped"
+                            ),
+                        })
+                    }
+                }
             })
             .await
     }
@@ -191,16 +207,23 @@ async fn connect(shared: &Shared, session: &mut Session, app: &str) -> Result<()
     if session.client.as_ref().is_some_and(|c| !c.is_closed()) {
         return Ok(());
     }
-    if session.held.take().is_some() {
-        shared.set_fence(None);
-        tracing::warn!("the HA lock connection was lost: this node no longer holds the lock");
-    }
+    drop_session(shared, session);
     let mut config = shared.pg_config.clone();
     config.application_name(app);
     let (client, conn) = config.connect(NoTls).await.map_err(|e| shared.pg(&e))?;
     tokio::spawn(conn);
     session.client = Some(client);
     Ok(())
+}
+
+/// Forgets the lock session; if it held the lock, the lock (and the fence)
+/// go with it, since its advisory lock ends with the session.
+fn drop_session(shared: &Shared, session: &mut Session) {
+    session.client = None;
+    if session.held.take().is_some() {
+        shared.set_fence(None);
+        tracing::warn!("the HA lock session was lost: this node no longer holds the lock");
+    }
 }
 
 struct Ctx<'a> {
