@@ -459,3 +459,101 @@ async fn start_up_waits_for_a_database_that_is_not_up_yet() {
     backend.apply(&[Op::put("k", "v")]).unwrap();
     assert_eq!(backend.get("k").unwrap().as_deref(), Some(&b"v"[..]));
 }
+
+/// `operator init` and `server` with `backend = "postgresql"`, the URL
+/// taken from `PGSECRETS_PG_CONNECTION_URL` over the file's (whose password
+/// is wrong): the environment wins, as Vault's `VAULT_PG_CONNECTION_URL`.
+#[test]
+fn operator_init_and_server_run_on_postgresql_storage_with_the_url_from_the_environment() {
+    use crate::support::process::{binary, curl, free_port, sigterm, wait_exit, wait_healthy};
+    use std::process::Stdio;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = rt.block_on(fresh_database());
+    let pg = Pg::shared();
+    let database = url.rsplit('/').next().unwrap();
+    let file_url = self::url(pg, "not-the-password", database);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = dir.path().join("pgsecrets.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listener]\naddress = \"127.0.0.1:{port}\"\n[storage]\nbackend = \"postgresql\"\n\
+             connection_url = \"{file_url}\"\n[seal]\nkey_file = \"unseal.key\"\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut command = binary();
+        command
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env(pgsecrets::storage::postgresql::CONNECTION_URL_ENV, &url);
+        command
+    };
+    let out = run(&["operator", "init"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(pg.password()));
+    let root = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Root Token: "))
+        .expect("root token printed")
+        .to_string();
+    let again = run(&["operator", "init"]).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+
+    let api = format!("http://127.0.0.1:{port}");
+    for round in 0..2 {
+        let mut child = run(&["server"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_healthy(&api);
+        if round == 0 {
+            let (code, body) = curl(&[
+                "-X",
+                "POST",
+                "-H",
+                &format!("X-Vault-Token: {root}"),
+                "-d",
+                r#"{"policy": "path \"sys/mounts\" { capabilities = [\"read\"] }"}"#,
+                &format!("{api}/v1/sys/policies/acl/survivor"),
+            ]);
+            assert_eq!(code, 204, "{body}");
+        }
+        let (code, body) = curl(&[
+            "-H",
+            &format!("X-Vault-Token: {root}"),
+            &format!("{api}/v1/sys/policies/acl/survivor"),
+        ]);
+        assert_eq!(code, 200, "round {round}: {body}");
+        sigterm(&child);
+        assert!(wait_exit(&mut child).success());
+    }
+
+    // Without the environment, the file's wrong password is refused,
+    // named by host:port and never shown.
+    let out = binary()
+        .args(["server", "--config"])
+        .arg(&config)
+        .env_remove(pgsecrets::storage::postgresql::CONNECTION_URL_ENV)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:{}", pg.host(), pg.port())),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("not-the-password") && !stderr.contains(pg.password()),
+        "{stderr}"
+    );
+}
