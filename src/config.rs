@@ -552,6 +552,26 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_postgresql_example_parses() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .unwrap();
+        let section = &readme[readme.find("#### PostgreSQL storage").expect("the section")..];
+        let block = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block");
+        let file: FileConfig = toml::from_str(block).unwrap();
+        let StorageConfig::Postgresql(settings) = postgresql_storage(&file.storage, None).unwrap()
+        else {
+            panic!("not postgresql")
+        };
+        assert!(!settings.ha_enabled);
+        assert_eq!(settings.lock_ttl, std::time::Duration::from_secs(10));
+    }
+
+    #[test]
     fn the_readmes_audit_example_parses() {
         let readme =
             std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
