@@ -231,6 +231,8 @@ async fn an_old_epoch_writes_nothing_after_a_takeover_and_cannot_renew() {
         .unwrap()
         .unwrap();
     assert_eq!(m, n + 1);
+    // A has not renewed, so it still carries epoch n: what refuses its
+    // writes is the fence in each statement, in the database.
     let before = table(&client).await;
     for ops in [
         vec![Op::put("k", "a2")],
@@ -270,6 +272,62 @@ async fn an_old_epoch_writes_nothing_after_a_takeover_and_cannot_renew() {
     assert!(again > m);
     a.apply(&[Op::put("k", "a4")]).unwrap();
     assert_eq!(a.get("k").unwrap().as_deref(), Some(&b"a4"[..]));
+}
+
+/// What `epoch UNIQUE` and `FOR KEY SHARE` buy: a write in flight (here a
+/// transaction holding the fence row as every fenced write does) holds off
+/// a takeover until it ends, while the holder's renewal never waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_waits_for_a_write_in_flight_but_a_renewal_does_not() {
+    let url = fresh_database().await;
+    let a = PgBackend::connect(&ha(&url)).await.unwrap();
+    let b = PgBackend::connect(&ha(&url)).await.unwrap();
+    let (lock_a, lock_b) = (a.ha_lock().unwrap(), b.ha_lock().unwrap());
+    let n = lock_a.acquire("", "").await.unwrap().unwrap();
+    assert!(lock_b.current_leader().await.unwrap().is_some());
+    let mut writer = sql(&url).await;
+    let in_flight = writer.transaction().await.unwrap();
+    let fenced = in_flight
+        .query(
+            "SELECT 1 FROM pgsecrets_ha_lock WHERE holder = $1 AND epoch = $2 FOR KEY SHARE",
+            &[&lock_a.holder(), &n],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fenced.len(), 1);
+    lock_a
+        .renew()
+        .await
+        .expect("a renewal does not wait for writes");
+    let client = sql(&url).await;
+    client
+        .execute(
+            "UPDATE pgsecrets_ha_lock SET expires_at = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let takeover = {
+        let lock_b = Arc::clone(&lock_b);
+        tokio::spawn(async move { lock_b.acquire("", "").await })
+    };
+    // B's claim is queued behind the write's row lock ...
+    while client
+        .query_opt(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            &[&lock_b.application_name()],
+        )
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(!takeover.is_finished(), "the takeover did not wait: {:?}", takeover.await);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // ... and goes through once the write commits.
+    in_flight.commit().await.unwrap();
+    assert_eq!(takeover.await.unwrap().unwrap(), Some(n + 1));
+    assert!(matches!(a.apply(&[Op::put("k", "a")]), Err(Error::Fenced)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
