@@ -17,11 +17,16 @@ use crate::storage::{
 };
 use crate::sys::ClusterInfo;
 
-/// Opens the configured backend. An unreachable PostgreSQL is retried with
-/// capped backoff, each attempt logged, until it answers: nodes and their
-/// database often start together. (Serving 503 meanwhile, as issue 19 asks,
-/// needs the server to bind before its storage opens: not built yet.)
-pub async fn open_backend(config: &StorageConfig) -> Result<Arc<dyn storage::Backend>, StartError> {
+/// Opens the configured backend. With `wait`, an unreachable PostgreSQL is
+/// retried with capped backoff, each attempt logged, until it answers: a
+/// server and its database often start together. (Serving 503 meanwhile,
+/// as issue 19 asks, needs the server to bind before its storage opens: not
+/// built yet.) Without it (`operator init`, run by a person who wants an
+/// answer) one attempt is made.
+pub async fn open_backend(
+    config: &StorageConfig,
+    wait: bool,
+) -> Result<Arc<dyn storage::Backend>, StartError> {
     Ok(match config {
         StorageConfig::Postgresql(settings) => {
             if settings.ha_enabled {
@@ -33,7 +38,7 @@ pub async fn open_backend(config: &StorageConfig) -> Result<Arc<dyn storage::Bac
                         .into(),
                 )));
             }
-            Arc::new(PgBackend::connect_retrying(settings, None).await?)
+            Arc::new(PgBackend::connect_retrying(settings, (!wait).then_some(1)).await?)
         }
         StorageConfig::InMem => Arc::new(InMemBackend::new()),
         StorageConfig::Sqlite { path } => {
@@ -129,7 +134,7 @@ pub async fn initialize(
 /// `operator init`: creates storage and key, returns the root token.
 pub async fn operator_init(config: &Config) -> Result<String, StartError> {
     let existing = if storage_exists(&config.storage) {
-        let backend = open_backend(&config.storage).await?;
+        let backend = open_backend(&config.storage, false).await?;
         if Storage::is_initialized(&backend).await? {
             return Err(StartError::AlreadyInitialized);
         }
@@ -143,7 +148,7 @@ pub async fn operator_init(config: &Config) -> Result<String, StartError> {
     let key = create_key(&config.seal)?;
     let backend = match existing {
         Some(backend) => backend,
-        None => open_backend(&config.storage).await?,
+        None => open_backend(&config.storage, false).await?,
     };
     let storage = Storage::initialize(backend, &key).await?;
     initialize(&storage, None).await
@@ -167,7 +172,7 @@ pub async fn unseal(config: &Config) -> Result<Storage, StartError> {
     if !storage_exists(&config.storage) {
         return Err(StartError::NotInitialized);
     }
-    let backend = open_backend(&config.storage).await?;
+    let backend = open_backend(&config.storage, true).await?;
     if !Storage::is_initialized(&backend).await? {
         return Err(StartError::NotInitialized);
     }

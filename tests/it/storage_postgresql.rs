@@ -516,6 +516,16 @@ async fn start_up_waits_for_a_database_that_is_not_up_yet() {
         .unwrap();
     backend.apply(&[Op::put("k", "v")]).unwrap();
     assert_eq!(backend.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+
+    // A database restart while running needs no restart of ours: the pool
+    // replaces the connections the restart closed. A request caught by the
+    // restart may fail; the next ones succeed.
+    pg.restart();
+    let outcomes: Vec<bool> = (0..3)
+        .map(|i| backend.apply(&[Op::put("k", format!("{i}"))]).is_ok())
+        .collect();
+    assert!(outcomes[1..].iter().all(|ok| *ok), "{outcomes:?}");
+    assert_eq!(backend.get("k").unwrap().as_deref(), Some(&b"2"[..]));
 }
 
 /// `operator init` and `server` with `backend = "postgresql"`, the URL
