@@ -216,6 +216,38 @@ async fn an_old_epoch_writes_nothing_after_a_takeover_and_cannot_renew() {
     assert_eq!((leader.holder.as_str(), leader.epoch), (lock_a.holder(), n));
     assert!(leader.live);
     assert_eq!(leader.api_addr, "http://a:8200");
+    assert_eq!(leader.cluster_addr, "https://a:8201");
+    assert!(leader.active_since_ms.is_some());
+    lock_a
+        .announce("http://a:8200", "https://a:8201")
+        .await
+        .unwrap();
+    lock_b
+        .announce("http://b:8200", "https://b:8201")
+        .await
+        .unwrap();
+    lock_b
+        .announce("http://b:8300", "https://b:8301")
+        .await
+        .unwrap();
+    let members: Vec<(String, String)> = client
+        .query(
+            "SELECT holder, api_addr FROM pgsecrets_ha_members ORDER BY api_addr",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            (lock_a.holder().to_string(), "http://a:8200".to_string()),
+            (lock_b.holder().to_string(), "http://b:8300".to_string())
+        ],
+        "one row per node, updated in place"
+    );
 
     // A's lock runs out (by the database clock) and B takes over.
     client

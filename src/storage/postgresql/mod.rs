@@ -49,7 +49,7 @@ enum Fencing {
 }
 
 /// What the backend and its [`HaLock`] share.
-pub(crate) struct Shared {
+struct Shared {
     pool: Pool,
     pg_config: tokio_postgres::Config,
     /// `host:port`, for messages.
