@@ -24,6 +24,8 @@ pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(10);
 /// Environment variable that supplies the connection URL, like Vault's
 /// `VAULT_PG_CONNECTION_URL`; it wins over the file's `connection_url`.
 pub const CONNECTION_URL_ENV: &str = "PGSECRETS_PG_CONNECTION_URL";
+/// Names the backend runtime's worker threads.
+const THREAD_NAME: &str = "pgsecrets-pg-storage";
 /// Connecting gives up after this long, so a start-up retry loop logs.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -162,7 +164,7 @@ impl PgRuntime {
     pub(super) fn start() -> Result<PgRuntime, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .thread_name("pgsecrets-pg-storage")
+            .thread_name(THREAD_NAME)
             .enable_all()
             .build()?;
         Ok(PgRuntime {
@@ -194,6 +196,12 @@ impl PgRuntime {
         T: Send + 'static,
         F: Future<Output = Result<T, Error>> + Send + 'static,
     {
+        if std::thread::current().name() == Some(THREAD_NAME) {
+            // Waiting here would hold the very worker the work needs.
+            return Err(Error::TaskJoin(
+                "a blocking postgresql storage call was made on the storage runtime".into(),
+            ));
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle().spawn(async move {
             let _ = tx.send(work.await);
@@ -207,7 +215,14 @@ impl Drop for PgRuntime {
     /// The backend may be dropped on an async task, where a blocking
     /// shutdown would panic; connections close as their tasks are dropped.
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        // The last reference can go with a task on this runtime (its caller
+        // stopped waiting); a runtime is not shut down from its own worker.
+        if std::thread::current().name() == Some(THREAD_NAME) {
+            std::thread::spawn(move || runtime.shutdown_background());
+        } else {
             runtime.shutdown_background();
         }
     }
