@@ -26,6 +26,8 @@ pub enum StorageConfig {
     InMem,
     /// The embedded default: one SQLite file.
     Sqlite { path: PathBuf },
+    /// A PostgreSQL database several servers can share.
+    Postgresql(crate::storage::postgresql::Settings),
 }
 
 /// Where the unseal key (the key that opens the storage keyring) comes from.
@@ -148,6 +150,12 @@ struct FileListener {
 struct FileStorage {
     backend: String,
     path: Option<PathBuf>,
+    /// postgresql: `postgres://user:password@host:port/database`.
+    connection_url: Option<String>,
+    /// postgresql: writes carry the HA lock's fence.
+    ha_enabled: Option<bool>,
+    /// postgresql: the HA lock's lifetime, e.g. "10s".
+    lock_ttl: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -264,7 +272,9 @@ impl Config {
             }
             http.max_connections = max;
         }
+        let url_env = std::env::var(crate::storage::postgresql::CONNECTION_URL_ENV).ok();
         let storage = match file.storage.backend.as_str() {
+            "postgresql" => postgresql_storage(&file.storage, url_env)?,
             "inmem" => StorageConfig::InMem,
             "sqlite" => StorageConfig::Sqlite {
                 path: resolve(file.storage.path.ok_or_else(|| {
@@ -273,10 +283,23 @@ impl Config {
             },
             other => {
                 return Err(Error::Invalid(format!(
-                    "storage.backend {other:?} is unknown: use \"sqlite\" or \"inmem\""
-                )))
+                "storage.backend {other:?} is unknown: use \"sqlite\", \"postgresql\" or \"inmem\""
+            )))
             }
         };
+        if file.storage.backend != "postgresql" {
+            for (name, set) in [
+                ("connection_url", file.storage.connection_url.is_some()),
+                ("ha_enabled", file.storage.ha_enabled.is_some()),
+                ("lock_ttl", file.storage.lock_ttl.is_some()),
+            ] {
+                if set {
+                    return Err(Error::Invalid(format!(
+                        "storage.{name} is for backend = \"postgresql\" only"
+                    )));
+                }
+            }
+        }
         let seal = match file.seal {
             Some(s) => SealConfig {
                 key_file: s.key_file.map(resolve),
@@ -402,6 +425,48 @@ fn listener_tls(
     }))
 }
 
+/// `[storage] backend = "postgresql"`. The connection URL comes from
+/// `PGSECRETS_PG_CONNECTION_URL` (`url_env`) when set, else from
+/// `connection_url`: the environment wins, as `VAULT_PG_CONNECTION_URL` does
+/// in Vault, so the password can stay out of the file.
+fn postgresql_storage(
+    storage: &FileStorage,
+    url_env: Option<String>,
+) -> Result<StorageConfig, Error> {
+    use crate::storage::postgresql::{
+        ConnectionUrl, Settings, CONNECTION_URL_ENV, DEFAULT_LOCK_TTL,
+    };
+    let url = url_env
+        .filter(|u| !u.trim().is_empty())
+        .or_else(|| storage.connection_url.clone())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "the postgresql storage needs storage.connection_url or the {CONNECTION_URL_ENV} environment variable"
+            ))
+        })?;
+    if storage.path.is_some() {
+        return Err(Error::Invalid(
+            "storage.path is for the sqlite backend; postgresql takes connection_url".into(),
+        ));
+    }
+    let lock_ttl = match &storage.lock_ttl {
+        None => DEFAULT_LOCK_TTL,
+        Some(text) => match crate::logical::duration::parse_seconds(text.trim()) {
+            Ok(seconds) if seconds >= 1.0 => std::time::Duration::from_secs_f64(seconds),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "storage.lock_ttl {text:?} is not a duration of at least 1s such as \"10s\""
+                )))
+            }
+        },
+    };
+    Ok(StorageConfig::Postgresql(Settings {
+        connection_url: ConnectionUrl::new(url),
+        ha_enabled: storage.ha_enabled.unwrap_or(false),
+        lock_ttl,
+    }))
+}
+
 /// A listener timeout: Vault's duration syntax (`10s`, `5m`), positive.
 fn listener_duration(name: &str, text: &str) -> Result<std::time::Duration, Error> {
     match crate::logical::duration::parse_seconds(text.trim()) {
@@ -519,6 +584,66 @@ mod tests {
     }
 
     #[test]
+    fn postgresql_storage_takes_its_url_from_the_environment_first() {
+        use crate::storage::postgresql::Settings;
+        let file: FileConfig = toml::from_str(
+            "[storage]\nbackend = \"postgresql\"\nconnection_url = \"postgres://u:file-pw@db:5432/p\"\n\
+             ha_enabled = true\nlock_ttl = \"15s\"",
+        )
+        .unwrap();
+        let StorageConfig::Postgresql(from_file) = postgresql_storage(&file.storage, None).unwrap()
+        else {
+            panic!("not postgresql")
+        };
+        assert_eq!(
+            from_file.connection_url.expose(),
+            "postgres://u:file-pw@db:5432/p"
+        );
+        assert!(from_file.ha_enabled);
+        assert_eq!(from_file.lock_ttl, std::time::Duration::from_secs(15));
+        let env = Some("postgres://u:env-pw@db2:5433/p".to_string());
+        let StorageConfig::Postgresql(from_env) = postgresql_storage(&file.storage, env).unwrap()
+        else {
+            panic!("not postgresql")
+        };
+        assert_eq!(
+            from_env.connection_url.expose(),
+            "postgres://u:env-pw@db2:5433/p"
+        );
+        let c = Config::parse(
+            "[storage]\nbackend = \"postgresql\"\nconnection_url = \"postgres://u:pw@db/p\"\n[seal]\nkey_env = \"K\"",
+            Path::new("/etc/x.toml"),
+        );
+        if std::env::var(crate::storage::postgresql::CONNECTION_URL_ENV).is_err() {
+            let c = c.unwrap();
+            assert_eq!(
+                c.storage,
+                StorageConfig::Postgresql(Settings::new("postgres://u:pw@db/p"))
+            );
+            let shown = format!("{:?}", c);
+            assert!(
+                !shown.contains(":pw@"),
+                "the password is not in Debug: {shown}"
+            );
+        }
+        let none: FileConfig = toml::from_str("[storage]\nbackend = \"postgresql\"").unwrap();
+        let e = postgresql_storage(&none.storage, None).unwrap_err();
+        assert!(e.to_string().contains("PGSECRETS_PG_CONNECTION_URL"), "{e}");
+        let short: FileConfig = toml::from_str(
+            "[storage]\nbackend = \"postgresql\"\nconnection_url = \"postgres://db/p\"\nlock_ttl = \"0s\"",
+        )
+        .unwrap();
+        let e = postgresql_storage(&short.storage, None).unwrap_err();
+        assert!(e.to_string().contains("lock_ttl"), "{e}");
+        let e = Config::parse(
+            "[storage]\nbackend = \"sqlite\"\npath = \"a.db\"\nha_enabled = true\n[seal]\nkey_file = \"k\"",
+            Path::new("/etc/x.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ha_enabled"), "{e}");
+    }
+
+    #[test]
     fn audit_devices_are_declared_in_the_file() {
         let p = Path::new("/etc/x.toml");
         let c = Config::parse(
@@ -563,6 +688,26 @@ mod tests {
             e.to_string().contains("x_forwarded_for_authorized_addrs"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_readmes_postgresql_example_parses() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .unwrap();
+        let section = &readme[readme.find("#### PostgreSQL storage").expect("the section")..];
+        let block = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block");
+        let file: FileConfig = toml::from_str(block).unwrap();
+        let StorageConfig::Postgresql(settings) = postgresql_storage(&file.storage, None).unwrap()
+        else {
+            panic!("not postgresql")
+        };
+        assert!(!settings.ha_enabled);
+        assert_eq!(settings.lock_ttl, std::time::Duration::from_secs(10));
     }
 
     #[test]

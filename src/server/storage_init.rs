@@ -12,12 +12,34 @@ use base64::Engine as _;
 use super::StartError;
 use crate::auth::{PolicyStore, TokenStore};
 use crate::config::{Config, SealConfig, StorageConfig};
-use crate::storage::{self, inmem::InMemBackend, sqlite::SqliteBackend, Storage};
+use crate::storage::{
+    self, inmem::InMemBackend, postgresql::PgBackend, sqlite::SqliteBackend, Storage,
+};
 use crate::sys::ClusterInfo;
 
-/// Opens the configured backend.
-pub fn open_backend(config: &StorageConfig) -> Result<Arc<dyn storage::Backend>, StartError> {
+/// Opens the configured backend. With `wait`, an unreachable PostgreSQL is
+/// retried with capped backoff, each attempt logged, until it answers: a
+/// server and its database often start together. (Serving 503 meanwhile,
+/// as issue 19 asks, needs the server to bind before its storage opens: not
+/// built yet.) Without it (`operator init`, run by a person who wants an
+/// answer) one attempt is made.
+pub async fn open_backend(
+    config: &StorageConfig,
+    wait: bool,
+) -> Result<Arc<dyn storage::Backend>, StartError> {
     Ok(match config {
+        StorageConfig::Postgresql(settings) => {
+            if settings.ha_enabled {
+                // Writes would need a held HA lock, and nothing in the
+                // server acquires or renews it yet.
+                return Err(StartError::Storage(storage::Error::PostgresConfig(
+                    "ha_enabled = true needs the server's HA layer (issue 19, items 3-8), which is not built yet: \
+                     run one server with ha_enabled = false"
+                        .into(),
+                )));
+            }
+            Arc::new(PgBackend::connect_retrying(settings, (!wait).then_some(1)).await?)
+        }
         StorageConfig::InMem => Arc::new(InMemBackend::new()),
         StorageConfig::Sqlite { path } => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -112,7 +134,7 @@ pub async fn initialize(
 /// `operator init`: creates storage and key, returns the root token.
 pub async fn operator_init(config: &Config) -> Result<String, StartError> {
     let existing = if storage_exists(&config.storage) {
-        let backend = open_backend(&config.storage)?;
+        let backend = open_backend(&config.storage, false).await?;
         if Storage::is_initialized(&backend).await? {
             return Err(StartError::AlreadyInitialized);
         }
@@ -126,7 +148,7 @@ pub async fn operator_init(config: &Config) -> Result<String, StartError> {
     let key = create_key(&config.seal)?;
     let backend = match existing {
         Some(backend) => backend,
-        None => open_backend(&config.storage)?,
+        None => open_backend(&config.storage, false).await?,
     };
     let storage = Storage::initialize(backend, &key).await?;
     initialize(&storage, None).await
@@ -138,7 +160,9 @@ pub async fn operator_init(config: &Config) -> Result<String, StartError> {
 /// behind (one that a later `operator init` would have to be told about).
 fn storage_exists(config: &StorageConfig) -> bool {
     match config {
-        StorageConfig::InMem => true,
+        // Opening creates nothing but the (empty) schema; `operator init`
+        // is still needed before the first start.
+        StorageConfig::InMem | StorageConfig::Postgresql(_) => true,
         StorageConfig::Sqlite { path } => path.exists(),
     }
 }
@@ -148,7 +172,7 @@ pub async fn unseal(config: &Config) -> Result<Storage, StartError> {
     if !storage_exists(&config.storage) {
         return Err(StartError::NotInitialized);
     }
-    let backend = open_backend(&config.storage)?;
+    let backend = open_backend(&config.storage, true).await?;
     if !Storage::is_initialized(&backend).await? {
         return Err(StartError::NotInitialized);
     }

@@ -6,8 +6,9 @@
 //!
 //! Backend calls are synchronous and may block on disk I/O (fsync on every
 //! commit), so listings and scans, together with the opening of their
-//! values, run on tokio's blocking pool. Single-key reads run in place
-//! (backends answer them without waiting for writes, see [`Backend::get`]),
+//! values, run on tokio's blocking pool. Single-key reads go through
+//! [`Backend::fetch`] (in place for the embedded backends, which answer
+//! without waiting for writes; awaited for the postgresql backend),
 //! and writes go through [`Backend::submit`], which backends implement
 //! without a blocking-pool task per write. A write whose caller is
 //! cancelled still completes or fails as a whole: batches are atomic in the
@@ -203,7 +204,9 @@ impl Storage {
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         check_key(key)?;
-        let raw = self.inner.backend.get(key)?;
+        let raw = Arc::clone(&self.inner.backend)
+            .fetch(key.to_owned())
+            .await?;
         raw.map(|raw| self.codec().open(key, raw)).transpose()
     }
 

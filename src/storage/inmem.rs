@@ -95,7 +95,7 @@ impl Backend for InMemBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::backend_tests::backend_suite;
+    use crate::backend_suite;
 
     backend_suite!((InMemBackend::new(), ()));
 

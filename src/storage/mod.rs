@@ -4,8 +4,10 @@
 //!
 //! - the [`Backend`] trait, a synchronous, ordered, byte-valued key-value
 //!   store with atomic batches, one-level listing and range scans, and its two
-//!   implementations: [`inmem::InMemBackend`] (dev mode, tests) and
-//!   [`sqlite::SqliteBackend`] (an embedded, durable file);
+//!   implementations: [`inmem::InMemBackend`] (dev mode, tests),
+//!   [`sqlite::SqliteBackend`] (an embedded, durable file) and
+//!   [`postgresql::PgBackend`] (a database several servers share, with the
+//!   HA lock and the fence its writes carry);
 //! - the encryption barrier [`Storage`] (in [`barrier`]), the only thing the
 //!   rest of the server talks to: every value is sealed with AES-256-GCM on the
 //!   way down and authenticated on the way up, so a backend (or its file on
@@ -17,15 +19,15 @@
 
 pub mod barrier;
 mod cipher;
+pub mod conformance;
 pub mod inmem;
 pub mod keyring;
 mod listing;
+pub mod postgresql;
 mod read_cache;
 pub mod sqlite;
 mod writer;
 
-#[cfg(test)]
-mod backend_tests;
 #[cfg(test)]
 mod barrier_tests;
 
@@ -83,6 +85,33 @@ pub enum Error {
     Random,
     #[error("blocking storage task failed: {0}")]
     TaskJoin(String),
+    /// The database answered with an error. Names the server, never the
+    /// password.
+    #[error("postgresql storage at {addr}: {message}")]
+    Postgres { addr: String, message: String },
+    /// The database could not be reached (start-up retries these).
+    #[error("postgresql storage at {addr} is unreachable: {message}")]
+    PostgresUnreachable { addr: String, message: String },
+    #[error("postgresql storage: {0}")]
+    PostgresConfig(String),
+    #[error(
+        "postgresql storage at {addr} has schema version {found}, newer than the {supported} this \
+         binary knows: run a pgsecrets at least as new as the one that upgraded it"
+    )]
+    SchemaTooNew {
+        addr: String,
+        found: i32,
+        supported: i32,
+    },
+    /// A fenced write found the HA lock no longer held by this node with
+    /// its epoch: nothing of the batch was applied.
+    #[error("leadership lost during the request; retry")]
+    Fenced,
+    /// Renewing found the HA lock expired, taken over or removed.
+    #[error(
+        "the HA lock is no longer held by this node (it expired, was taken over or was removed)"
+    )]
+    LockLost,
 }
 
 /// One write in an atomic batch. Through [`Storage`] values are plaintext
@@ -127,19 +156,29 @@ impl fmt::Debug for Op {
     }
 }
 
+/// What [`Backend::fetch`] returns.
+pub type ReadFuture = Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, Error>> + Send>>;
+
 /// What [`Backend::submit`] returns.
 pub type WriteFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
 /// An ordered key-value store. Keys compare in byte order (UTF-8 bytes).
 ///
 /// Synchronous on purpose: [`Storage`] calls it on tokio's blocking pool,
-/// except [`Backend::get`] and [`Backend::submit`].
+/// except [`Backend::fetch`] and [`Backend::submit`].
 pub trait Backend: Send + Sync + 'static {
     /// The value at `key`. Must be quick and must not wait for a write in
-    /// progress (its fsync): [`Storage`] calls it directly on the async
-    /// runtime, since handing a single-key read to another thread costs more
-    /// than the read.
+    /// progress (its fsync), unless the backend overrides
+    /// [`Backend::fetch`]: [`Storage`] reads through `fetch`, whose default
+    /// calls this directly on the async runtime, since handing a single-key
+    /// read to another thread costs more than the read.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
+    /// [`Backend::get`] for async callers. The default answers in place; a
+    /// backend whose read is a network round trip (postgresql) awaits it
+    /// instead of holding a runtime worker for it.
+    fn fetch(self: Arc<Self>, key: String) -> ReadFuture {
+        Box::pin(std::future::ready(self.get(&key)))
+    }
     /// Applies all ops atomically and durably (all or none survive a crash),
     /// in order (a later op on the same key wins). Deleting an absent key is
     /// not an error.
@@ -162,6 +201,6 @@ pub trait Backend: Send + Sync + 'static {
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error>;
     /// Key/value pairs with start <= key < end in byte order, at most `limit` of them, ascending.
     fn scan(&self, start: &str, end: &str, limit: usize) -> Result<Vec<(String, Vec<u8>)>, Error>;
-    /// Human name for logs/health ("inmem", "sqlite").
+    /// Human name for logs/health ("inmem", "sqlite", "postgresql").
     fn kind(&self) -> &'static str;
 }

@@ -309,7 +309,7 @@ impl Backend for SqliteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::backend_tests::backend_suite;
+    use crate::backend_suite;
 
     fn fresh() -> (SqliteBackend, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

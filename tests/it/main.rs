@@ -36,6 +36,7 @@ mod policies;
 mod quotas;
 mod restart;
 mod roles;
+mod storage_postgresql;
 mod sys;
 mod tls;
 mod tokens;
