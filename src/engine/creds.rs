@@ -201,14 +201,15 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
         .map_err(|e| Error::Postgres(format!("hashing task failed: {e}")))?;
     let values = template_values(&cluster, &db, &username, &verifier, expire_time);
     // The owner is checked again on every issue (memberships change behind
-    // pgsecrets' back): the script's first statement, same round trip.
-    let guard = owner_role::guard(
+    // pgsecrets' back), in the creation's transaction (see `create_user`).
+    owner_role::check_name(&db.objects_owner_role)?;
+    let owner_check = owner_role::problem_query(
         &db.objects_owner_role,
         &ClusterRoles {
             root: &cluster.username,
             management: &cluster.management_role,
         },
-    )?;
+    );
     let creation: &[String] = &role.creation_statements;
     let rendered: Vec<String> = if creation.is_empty() {
         DEFAULT_CREATION
@@ -229,7 +230,7 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     } else {
         (rendered, grants::Targets::default())
     };
-    let statements: Vec<String> = std::iter::once(guard).chain(rendered).collect();
+    let script = one_script(&rendered);
 
     let lease_id = format!(
         "{}{}/{}",
@@ -260,7 +261,7 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
     lease.end_at(crate::lease::ttl::end_ms(now_ms, ttl_seconds));
 
     // A connection first: without one nothing is written anywhere.
-    let client = match engine
+    let mut client = match engine
         .pools
         .client(&cluster, &db_name, Who::Management)
         .await
@@ -285,17 +286,16 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
         pending.not_created().await?;
         return Err(e);
     }
-    if let Err(e) = client.batch_execute(&one_script(&statements)).await {
-        let error = Error::from(e);
+    if let Err(error) = create_user(&mut client, &owner_check, &script).await {
         // The transaction rolled back unless the connection broke mid-commit:
-        // only a clean database error proves no user was created.
-        if matches!(error, Error::Refused { .. }) {
+        // only a clean database error (or the owner check's answer) proves
+        // no user was created.
+        if matches!(error, Error::Refused { .. } | Error::OwnerRefused { .. }) {
             pending.not_created().await?;
         } else {
             pending.maybe_created().await?;
         }
-        let error = grants::explain(&client, &db.objects_owner_role, &grant_targets, error).await;
-        return Err(owner_role::refusal(error));
+        return Err(grants::explain(&client, &db.objects_owner_role, &grant_targets, error).await);
     }
     drop(client);
     // The lease was durable before the user existed: nothing more to write.
@@ -322,6 +322,35 @@ async fn issue(engine: Arc<Engine>, req: Request) -> Result<Response, Error> {
         renewable: true,
     });
     Ok(response)
+}
+
+/// Checks the objects owner, then runs the creation script, in one
+/// transaction: a refused owner rolls it back before any user exists. The
+/// check is a statement prepared once per connection (see `owner_role`).
+/// It is answered before the script is sent, so no statement of the
+/// script (a `COMMIT` among a role's statements, say) can act before it.
+/// `Transaction` rolls back when dropped, so a request cancelled half-way
+/// leaves no open transaction on a pooled connection.
+async fn create_user(
+    client: &mut deadpool_postgres::Object,
+    owner_check: &str,
+    script: &str,
+) -> Result<(), Error> {
+    let check = client.prepare_cached(owner_check).await?;
+    let tx = client.transaction().await?;
+    if let Some(row) = tx.query_opt(&check, &[]).await? {
+        let _ = tx.rollback().await;
+        return Err(Error::OwnerRefused {
+            message: row.get(0),
+        });
+    }
+    if let Err(e) = tx.batch_execute(script).await {
+        // Said now, so the connection is clean for `grants::explain`.
+        let _ = tx.rollback().await;
+        return Err(Error::from(e));
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 const HELP: &str = "Creates a fresh PostgreSQL user in the database with the role's statements (run as the management role in one transaction; their `GRANT ... ON ...` and `REVOKE ... ON ...` statements as the objects-owner role, which owns the tables) and returns its credentials under a lease: `username`, `password`, `host`, `port`, `database`, `connection_url`. The username is `v-<role>-<random>` (or the role's `username_template`), at most 63 bytes; the password is sent to PostgreSQL only as a SCRAM-SHA-256 verifier; `VALID UNTIL` is the lease's expiry. Without creation statements the user is a member of the database's objects-owner role and works as that role, so the objects it creates stay usable by later users. The lease TTL is the role's `default_ttl` (else the mount's, else 1h), capped by `max_ttl` (else the mount's, else 24h). Refused when the cluster, database or role is disabled or missing.";
